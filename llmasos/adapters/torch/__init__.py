@@ -1,0 +1,28 @@
+"""The PyTorch adapter: the only package that imports torch."""
+
+from __future__ import annotations
+
+import torch
+
+from ...spec import ModelSpec
+from ..base import Backend
+from .build import TorchModel, build
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    package = "torch"
+
+    def version(self) -> str:
+        return torch.__version__
+
+    def build(self, spec: ModelSpec, seed: int | None = None) -> TorchModel:
+        return build(spec, seed)
+
+    def export_onnx(self, model: TorchModel, path: str, opset: int | None = None) -> dict:
+        from .export import export_onnx
+
+        return export_onnx(model, path, opset)
+
+
+BACKEND = TorchBackend()

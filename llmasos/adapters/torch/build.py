@@ -1,0 +1,139 @@
+"""Spec -> ``torch.nn.Module``, and the compiled model that wraps it."""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import SpecError
+from ...spec import ModelSpec
+from ..base import CompiledModel, Trainer, Weights, check_weights
+from .layers import MODULES
+from .weights import CONVERSIONS
+
+_DTYPES = {"float32": torch.float32, "int64": torch.int64}
+
+
+class GraphModule(nn.Module):
+    """Runs the spec's layers in order. ``forward(*inputs)`` takes one tensor per spec input
+    (channels first) and returns one tensor, or a tuple when the spec has several outputs.
+
+    With ``logits=True`` the last activation of a softmax/sigmoid output is left out, which is what
+    the classification losses want.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        shapes = spec.shapes()
+        self.input_names = [i.name for i in spec.inputs]
+        self.output_names = list(spec.outputs)
+        self.plan = [(layer.name, layer.kind, list(layer.inputs)) for layer in spec.layers]
+        # ModuleDict keys cannot contain "."; spec names may.
+        self.blocks = nn.ModuleDict({
+            _key(layer.name): MODULES[layer.kind](layer.config, [shapes[s] for s in layer.inputs])
+            for layer in spec.layers
+        })
+        self.logits_layer = _logits_layer(spec)
+
+    def forward(self, *inputs: torch.Tensor, logits: bool = False):
+        values = dict(zip(self.input_names, inputs))
+        for name, kind, sources in self.plan:
+            block = self.blocks[_key(name)]
+            if logits and name == self.logits_layer and kind == "Activation":
+                values[name] = values[sources[0]]
+                continue
+            out = block(*(values[s] for s in sources))
+            values[name] = out if logits and name == self.logits_layer else block.finish(out)
+        outputs = tuple(values[name] for name in self.output_names)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+def _logits_layer(spec: ModelSpec) -> str | None:
+    """The output layer whose softmax/sigmoid the classification losses fold in."""
+    if spec.final_activation() in ("softmax", "sigmoid"):
+        return spec.outputs[0]
+    return None
+
+
+class TorchModel(CompiledModel):
+    def __init__(self, spec: ModelSpec, module: GraphModule) -> None:
+        super().__init__(spec)
+        self.module = module
+
+    @property
+    def native(self) -> nn.Module:
+        return self.module
+
+    def _tensor(self, layer: str, path: str) -> torch.Tensor:
+        return attrgetter(path)(self.module.blocks[_key(layer)])
+
+    def native_weights(self) -> list[tuple[str, str, tuple[torch.Tensor, ...]]]:
+        """(layer, neutral weight name, torch tensors) for every neutral weight."""
+        out = []
+        for layer in self.spec.layers:
+            for name, (paths, _, _) in CONVERSIONS.get(layer.kind, {}).items():
+                if name in self.spec.weight_shapes().get(layer.name, {}):
+                    out.append((layer.name, name, tuple(self._tensor(layer.name, p) for p in paths)))
+        return out
+
+    def get_weights(self) -> Weights:
+        weights: Weights = {}
+        kinds = {layer.name: layer.kind for layer in self.spec.layers}
+        for layer, name, tensors in self.native_weights():
+            join = CONVERSIONS[kinds[layer]][name][2]
+            weights.setdefault(layer, {})[name] = join(*(t.detach().cpu().numpy() for t in tensors)).astype(np.float32)
+        return weights
+
+    def set_weights(self, weights: Weights) -> None:
+        check_weights(self.spec, weights)
+        kinds = {layer.name: layer.kind for layer in self.spec.layers}
+        with torch.no_grad():
+            for layer, name, tensors in self.native_weights():
+                split = CONVERSIONS[kinds[layer]][name][1]
+                for tensor, value in zip(tensors, split(np.asarray(weights[layer][name], dtype=np.float32))):
+                    tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+    def to_tensors(self, inputs: list[np.ndarray]) -> list[torch.Tensor]:
+        if len(inputs) != len(self.spec.inputs):
+            raise SpecError(f"the model takes {len(self.spec.inputs)} input(s), got {len(inputs)}")
+        return [torch.as_tensor(np.asarray(x), dtype=_DTYPES[i.dtype]) for x, i in zip(inputs, self.spec.inputs)]
+
+    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.inference_mode():
+                out = self.module(*self.to_tensors(inputs))
+        finally:
+            self.module.train(was_training)
+        outs = out if isinstance(out, tuple) else (out,)
+        return [o.numpy() for o in outs]
+
+    def trainer(self, optimizer, loss: str, seed: int | None = None) -> Trainer:
+        from .train import TorchTrainer
+
+        return TorchTrainer(self, optimizer, loss, seed)
+
+    def set_trainable(self, layer_names: set[str], trainable: bool) -> None:
+        for layer in self.spec.layers:
+            if layer.name in layer_names:
+                block = self.module.blocks[_key(layer.name)]
+                for pname, param in block.named_parameters():
+                    # the LSTM's recurrent bias is structurally frozen at zero
+                    if not (layer.kind == "LSTM" and pname.endswith("bias_hh_l0")):
+                        param.requires_grad_(trainable)
+                # a frozen layer also stops updating BatchNorm statistics, as in Keras
+                block.frozen = not trainable
+
+
+def build(spec: ModelSpec, seed: int | None = None) -> TorchModel:
+    if seed is not None:
+        torch.manual_seed(seed)
+    return TorchModel(spec, GraphModule(spec))

@@ -1,0 +1,249 @@
+"""torch modules for the spec's layer kinds, where torch's own need a wrapper to get the
+neutral semantics (TensorFlow's "same" padding, -inf max-pool padding, one LSTM bias, ...)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ... import layers as catalog
+
+
+def activate(x: torch.Tensor, name: str, negative_slope: float | None = 0.01) -> torch.Tensor:
+    if name == "linear":
+        return x
+    if name == "relu":
+        return F.relu(x)
+    if name == "gelu":
+        return F.gelu(x)  # exact erf form, as the spec means
+    if name == "tanh":
+        return torch.tanh(x)
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "softmax":
+        return F.softmax(x, dim=-1)
+    if name == "silu":
+        return F.silu(x)
+    if name == "leaky_relu":
+        return F.leaky_relu(x, negative_slope)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class Layer(nn.Module):
+    """A spec layer: ``forward(*inputs)`` returns the pre-activation value; :meth:`finish` applies
+    the fused activation, so the graph can leave it out when training on logits."""
+
+    frozen = False
+
+    def __init__(self, config: dict, shapes: list[tuple]) -> None:
+        super().__init__()
+        self.activation = config.get("activation", "linear")
+        self.negative_slope = config.get("negative_slope")
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return activate(x, self.activation, self.negative_slope)
+
+
+class Dense(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.linear = nn.Linear(shapes[0][-1], config["units"], bias=config["use_bias"])
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+class Conv(Layer):
+    """Conv1D/Conv2D. "same" pads like TensorFlow (extra pixel after), which torch's own
+    ``padding="same"`` cannot do for stride > 1."""
+
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        spatial = len(config["kernel_size"])
+        padding = config["padding"]
+        self.same = padding == "same"
+        explicit = 0 if isinstance(padding, str) else tuple(padding)
+        conv = nn.Conv1d if spatial == 1 else nn.Conv2d
+        self.conv = conv(shapes[0][0], config["filters"], tuple(config["kernel_size"]), tuple(config["stride"]),
+                         explicit, tuple(config["dilation"]), config["groups"], bias=config["use_bias"])
+
+    def forward(self, x):
+        if self.same:
+            x = F.pad(x, _same_pads(x, self.conv.kernel_size, self.conv.stride, self.conv.dilation))
+        return self.conv(x)
+
+
+def _same_pads(x: torch.Tensor, kernel, stride, dilation=None) -> list[int]:
+    """F.pad's argument (last axis first) for TensorFlow's "same"."""
+    dilation = dilation or (1,) * len(kernel)
+    pads: list[int] = []
+    for axis in reversed(range(len(kernel))):
+        pads += catalog.same_padding(x.shape[2 + axis], kernel[axis], stride[axis], dilation[axis])
+    return pads
+
+
+class MaxPool2D(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.same = config["padding"] == "same"
+        padding = 0 if isinstance(config["padding"], str) else tuple(config["padding"])
+        self.kernel, self.stride = tuple(config["pool_size"]), tuple(config["stride"])
+        self.pool = nn.MaxPool2d(self.kernel, self.stride, padding)
+
+    def forward(self, x):
+        if self.same:
+            x = F.pad(x, _same_pads(x, self.kernel, self.stride), value=-math.inf)
+        return self.pool(x)
+
+
+class AvgPool2D(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        padding = 0 if isinstance(config["padding"], str) else tuple(config["padding"])
+        self.pool = nn.AvgPool2d(tuple(config["pool_size"]), tuple(config["stride"]), padding, count_include_pad=True)
+
+    def forward(self, x):
+        return self.pool(x)
+
+
+class GlobalAvgPool2D(Layer):
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class Flatten(Layer):
+    def forward(self, x):
+        return x.flatten(1)
+
+
+class Reshape(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.target = tuple(config["target_shape"])
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.target)
+
+
+class Dropout(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.dropout = nn.Dropout(config["rate"])
+
+    def forward(self, x):
+        return self.dropout(x)
+
+
+class BatchNorm(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        norm = nn.BatchNorm2d if len(shapes[0]) == 3 else nn.BatchNorm1d
+        self.bn = norm(shapes[0][0], eps=config["eps"], momentum=config["momentum"])
+
+    def forward(self, x):
+        return self.bn(x)
+
+
+class LayerNorm(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.norm = nn.LayerNorm(shapes[0][-1], eps=config["eps"])
+
+    def forward(self, x):
+        return self.norm(x)
+
+
+class Embedding(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.embedding = nn.Embedding(config["vocab_size"], config["dim"])
+
+    def forward(self, x):
+        return self.embedding(x)
+
+
+class Recurrent(Layer):
+    """LSTM/GRU, batch first. The LSTM's recurrent bias stays at zero and frozen: the neutral
+    layout (like Keras) has one bias, and the sum of torch's two is all that matters."""
+
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        rnn = nn.LSTM if self.kind == "LSTM" else nn.GRU
+        self.rnn = rnn(shapes[0][-1], config["units"], batch_first=True)
+        self.return_sequences = config["return_sequences"]
+        if self.kind == "LSTM":
+            with torch.no_grad():
+                self.rnn.bias_hh_l0.zero_()
+            self.rnn.bias_hh_l0.requires_grad_(False)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return out if self.return_sequences else out[:, -1]
+
+
+class LSTM(Recurrent):
+    kind = "LSTM"
+
+
+class GRU(Recurrent):
+    kind = "GRU"
+
+
+class MultiHeadAttention(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.heads = config["num_heads"]
+        self.key_dim = catalog.MultiHeadAttention.key_dim(config, shapes)
+        inner = self.heads * self.key_dim
+        key_shape = shapes[1] if len(shapes) == 3 else shapes[-1]
+        self.query = nn.Linear(shapes[0][-1], inner)
+        self.key = nn.Linear(key_shape[-1], inner)
+        self.value = nn.Linear(shapes[-1][-1], inner)
+        self.output = nn.Linear(inner, shapes[0][-1])
+        self.causal = config["causal"]
+        self.dropout = config["dropout"]
+
+    def _heads(self, x):
+        return x.reshape(x.shape[0], x.shape[1], self.heads, self.key_dim).transpose(1, 2)
+
+    def forward(self, query, *rest):
+        key = rest[0] if rest else query
+        value = rest[-1] if rest else query
+        q, k, v = self._heads(self.query(query)), self._heads(self.key(key)), self._heads(self.value(value))
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                             is_causal=self.causal)
+        out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], self.heads * self.key_dim)
+        return self.output(out)
+
+
+class Activation(Layer):
+    def forward(self, x):
+        return x
+
+
+class Add(Layer):
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concatenate(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.axis = catalog.concat_axis(config, len(shapes[0]) + 1)
+
+    def forward(self, *xs):
+        return torch.cat(xs, dim=self.axis)
+
+
+MODULES: dict[str, type[Layer]] = {
+    "Dense": Dense, "Conv1D": Conv, "Conv2D": Conv, "MaxPool2D": MaxPool2D, "AvgPool2D": AvgPool2D,
+    "GlobalAvgPool2D": GlobalAvgPool2D, "Flatten": Flatten, "Reshape": Reshape, "Dropout": Dropout,
+    "BatchNorm": BatchNorm, "LayerNorm": LayerNorm, "Embedding": Embedding, "LSTM": LSTM, "GRU": GRU,
+    "MultiHeadAttention": MultiHeadAttention, "Activation": Activation, "Add": Add, "Concatenate": Concatenate,
+}

@@ -1,0 +1,125 @@
+"""Training steps in torch: torch.optim is the reference for llmasos' optimizer semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...optim import Optimizer
+from ..base import Trainer, Weights
+from .build import TorchModel
+from .weights import CONVERSIONS
+
+# neutral slot name -> torch.optim state key, per optimizer kind
+_STATE_KEYS = {
+    "sgd": {"momentum": "momentum_buffer"},
+    "adam": {"m": "exp_avg", "v": "exp_avg_sq"},
+    "adamw": {"m": "exp_avg", "v": "exp_avg_sq"},
+    "rmsprop": {"v": "square_avg", "momentum": "momentum_buffer"},
+}
+
+
+def _make_optimizer(optimizer: Optimizer, params) -> torch.optim.Optimizer:
+    o = optimizer.options
+    if optimizer.kind == "sgd":
+        return torch.optim.SGD(params, lr=optimizer.lr, momentum=o["momentum"], nesterov=o["nesterov"],
+                               weight_decay=o["weight_decay"])
+    if optimizer.kind in ("adam", "adamw"):
+        cls = torch.optim.Adam if optimizer.kind == "adam" else torch.optim.AdamW
+        return cls(params, lr=optimizer.lr, betas=o["betas"], eps=o["eps"], weight_decay=o["weight_decay"])
+    return torch.optim.RMSprop(params, lr=optimizer.lr, alpha=o["alpha"], eps=o["eps"], momentum=o["momentum"],
+                               weight_decay=o["weight_decay"])
+
+
+def compute_loss(loss: str, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and the number of correct predictions (a tensor, to avoid a sync per step)."""
+    if loss == "cross_entropy":
+        value = F.cross_entropy(out, target)
+        return value, (out.argmax(dim=1) == target).sum()
+    target = target.to(out.dtype).reshape(out.shape)
+    if loss == "binary_cross_entropy":
+        value = F.binary_cross_entropy_with_logits(out, target)
+        hits = ((out > 0) == (target > 0.5)).to(out.dtype)
+        return value, hits.reshape(len(out), -1).mean(dim=1).sum()
+    value = F.mse_loss(out, target) if loss == "mse" else F.l1_loss(out, target)
+    return value, torch.zeros((), dtype=out.dtype)
+
+
+class TorchTrainer(Trainer):
+    def __init__(self, model: TorchModel, optimizer: Optimizer, loss: str, seed: int | None = None) -> None:
+        self.model = model
+        self.module = model.module
+        self.loss = loss
+        self.logits = loss in ("cross_entropy", "binary_cross_entropy")
+        self.kind = optimizer.kind
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = _make_optimizer(optimizer, self.params)
+        self.steps = 0
+
+    def reseed(self, seed):
+        if seed is not None:
+            torch.manual_seed(seed)
+
+    def _forward(self, inputs: list[np.ndarray]) -> torch.Tensor:
+        return self.module(*self.model.to_tensors(inputs), logits=self.logits)
+
+    def _target(self, target: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(target))
+
+    def train_step(self, inputs, target, lr):
+        self.module.train()
+        for block in self.module.blocks.values():
+            if block.frozen:
+                block.eval()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        out = self._forward(inputs)
+        value, correct = compute_loss(self.loss, out, self._target(target))
+        self.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        self.optimizer.step()
+        self.steps += 1
+        return value.item() * len(target), correct.item()
+
+    def eval_step(self, inputs, target):
+        self.module.eval()
+        with torch.inference_mode():
+            value, correct = compute_loss(self.loss, self._forward(inputs), self._target(target))
+        return value.item() * len(target), correct.item()
+
+    def _slots(self):
+        """(layer kind, layer, weight, tensors) for trainable neutral weights."""
+        kinds = {layer.name: layer.kind for layer in self.model.spec.layers}
+        trainable = {id(p) for p in self.params}
+        for layer, name, tensors in self.model.native_weights():
+            if all(id(t) in trainable for t in tensors):
+                yield kinds[layer], layer, name, tensors
+
+    def get_state(self) -> dict:
+        slots: dict[str, Weights] = {}
+        for kind, layer, name, tensors in self._slots():
+            states = [self.optimizer.state.get(t, {}) for t in tensors]
+            for slot, key in _STATE_KEYS[self.kind].items():
+                if all(key in s for s in states):
+                    join = CONVERSIONS[kind][name][2]
+                    value = join(*(s[key].detach().numpy() for s in states))
+                    slots.setdefault(slot, {}).setdefault(layer, {})[name] = value.astype(np.float32)
+        return {"step": self.steps, "slots": slots}
+
+    def set_state(self, state: dict) -> None:
+        self.steps = int(state.get("step", 0))
+        slots = state.get("slots", {})
+        for kind, layer, name, tensors in self._slots():
+            split = CONVERSIONS[kind][name][1]
+            for slot, key in _STATE_KEYS[self.kind].items():
+                value = slots.get(slot, {}).get(layer, {}).get(name)
+                if value is None:
+                    continue
+                for tensor, part in zip(tensors, split(np.asarray(value, dtype=np.float32))):
+                    entry = self.optimizer.state[tensor]
+                    entry[key] = torch.from_numpy(np.array(part))
+                    if self.kind != "sgd":
+                        entry["step"] = torch.tensor(float(self.steps))

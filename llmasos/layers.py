@@ -1,0 +1,604 @@
+"""The catalog of layer kinds the neutral spec understands.
+
+Each kind says, as plain data and pure functions and without any framework:
+
+* which options it takes, their defaults, and which one is its *main* positional size;
+* the output shape for given input shapes (batch excluded; ``None`` is a dynamic dimension);
+* the weights it owns, by name and shape, in the **neutral layout** that every adapter converts
+  to and from. The neutral layout follows Keras: Dense kernels are ``(in, out)``, conv kernels
+  ``(*kernel, in / groups, out)``, recurrent gates in Keras order with one LSTM bias.
+
+Activations are channels-first at every boundary: an image is ``(C, H, W)``, a 1-D signal
+``(C, L)``, a sequence ``(L, F)``.
+
+>>> get_kind("Dense").output_shape({"units": 10}, [(784,)])
+(10,)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from .errors import SpecError
+
+Shape = tuple  # tuple[int | None, ...], batch dimension excluded
+
+ACTIVATIONS = ("linear", "relu", "gelu", "tanh", "sigmoid", "softmax", "silu", "leaky_relu")
+PADDINGS = ("valid", "same")
+
+
+def check_activation(name: Any, where: str) -> str:
+    """Return a normalised activation name, or raise naming the known ones."""
+    if name is None:
+        return "linear"
+    if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
+        raise SpecError(f"{where}: unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+    return name.lower()
+
+
+def pair(value: Any, option: str, where: str) -> tuple[int, int]:
+    """Normalise an int or a pair of ints (kernel size, stride, ...) to a pair of positive ints."""
+    items = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (list, tuple)) else None
+    if items is None or len(items) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
+        raise SpecError(f"{where}: {option} must be a positive int or a pair of positive ints, got {value!r}")
+    return items
+
+
+def single(value: Any, option: str, where: str) -> int:
+    """Normalise a positive int (1-D kernel size, stride, ...), accepting a 1-element list."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise SpecError(f"{where}: {option} must be a positive int, got {value!r}")
+    return value
+
+
+def check_padding(value: Any, ndim: int, where: str, allow_same: bool = True) -> Any:
+    """Padding is "valid", "same" (when allowed) or explicit non-negative ints per side."""
+    allowed = ("valid", "same") if allow_same else ("valid",)
+    if isinstance(value, str):
+        if value.lower() in allowed:
+            return value.lower()
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return [value] * ndim
+    elif isinstance(value, (list, tuple)) and len(value) == ndim and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        return list(value)
+    raise SpecError(
+        f"{where}: padding must be one of {', '.join(map(repr, allowed))}, a non-negative int or "
+        f"{ndim} non-negative ints, got {value!r}"
+    )
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """The (before, after) padding of TensorFlow's "same": the extra pixel goes after.
+
+    Both adapters use this one rule so that stride > 1 gives the same numbers everywhere.
+    """
+    effective = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_output_size(size: int | None, kernel: int, stride: int, padding: Any, dilation: int = 1) -> int | None:
+    """Output length of one spatial axis; ``padding`` is "valid", "same" or an explicit int."""
+    if size is None:
+        return None
+    if padding == "same":
+        return -(-size // stride)
+    pad = 0 if padding == "valid" else 2 * padding
+    effective = (kernel - 1) * dilation + 1
+    out = (size + pad - effective) // stride + 1
+    return out
+
+
+class LayerKind:
+    """One kind of layer. Subclasses are registered with :func:`register` and never instantiated."""
+
+    name: ClassVar[str]
+    main: ClassVar[str | None] = None          # the option the first positional argument sets
+    defaults: ClassVar[dict] = {}               # every option the kind takes, with its default
+    required: ClassVar[tuple] = ()              # options with no default
+    num_inputs: ClassVar[tuple[int, int]] = (1, 1)
+    has_activation: ClassVar[bool] = False      # takes a fused ``activation=`` option
+    statistics: ClassVar[tuple] = ()            # weights updated by the forward pass, not by gradients
+
+    @classmethod
+    def normalize(cls, config: dict, where: str) -> dict:
+        """Validate options and fill defaults; returns a new plain-data dict."""
+        unknown = sorted(set(config) - set(cls.defaults) - set(cls.required))
+        if unknown:
+            known = sorted(set(cls.defaults) | set(cls.required))
+            raise SpecError(f"{where}: unknown option(s) {', '.join(unknown)}; {cls.name} takes: {', '.join(known)}")
+        missing = [key for key in cls.required if config.get(key) is None]
+        if missing:
+            raise SpecError(f"{where}: {cls.name} needs {', '.join(missing)}")
+        out = {**cls.defaults, **config}
+        if cls.has_activation:
+            out["activation"] = check_activation(out.get("activation"), where)
+            if out.get("negative_slope") is None:
+                out["negative_slope"] = 0.01
+        return cls.check(out, where)
+
+    @classmethod
+    def check(cls, config: dict, where: str) -> dict:
+        return config
+
+    @classmethod
+    def output_shape(cls, config: dict, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    @classmethod
+    def weights(cls, config: dict, inputs: list[Shape]) -> dict[str, Shape]:
+        """Weight names and neutral shapes; empty for layers without weights."""
+        return {}
+
+
+
+_KINDS: dict[str, type[LayerKind]] = {}
+
+
+def register(cls: type[LayerKind]) -> type[LayerKind]:
+    """Add a layer kind to the catalog; registering a name twice is an error, not an override."""
+    if cls.name.lower() in _KINDS:
+        raise SpecError(f"layer kind {cls.name!r} is registered twice")
+    _KINDS[cls.name.lower()] = cls
+    return cls
+
+
+def get_kind(name: str) -> type[LayerKind]:
+    """Look a layer kind up by name, case-insensitively."""
+    kind = _KINDS.get(str(name).lower())
+    if kind is None:
+        raise SpecError(f"unknown layer {name!r}; known layers: {', '.join(known_kinds())}")
+    return kind
+
+
+def known_kinds() -> list[str]:
+    return sorted(kind.name for kind in _KINDS.values())
+
+
+def _need_rank(inputs: list[Shape], rank: int, where: str, what: str) -> None:
+    if len(inputs[0]) != rank:
+        raise SpecError(f"{where}: expects {what} (rank {rank} without batch), got input shape {inputs[0]}")
+
+
+def _known(dim: int | None, where: str, what: str) -> int:
+    if dim is None:
+        raise SpecError(f"{where}: the {what} dimension must be known, not dynamic")
+    return dim
+
+
+@register
+class Dense(LayerKind):
+    name = "Dense"
+    main = "units"
+    required = ("units",)
+    defaults = {"activation": "linear", "use_bias": True, "negative_slope": None}
+    has_activation = True
+
+    @classmethod
+    def check(cls, config, where):
+        config["units"] = single(config["units"], "units", where)
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        if len(inputs[0]) < 1:
+            raise SpecError("Dense needs an input with at least one feature axis")
+        return (*inputs[0][:-1], config["units"])
+
+    @classmethod
+    def weights(cls, config, inputs):
+        features = _known(inputs[0][-1], "Dense", "feature")
+        out = {"kernel": (features, config["units"])}
+        if config["use_bias"]:
+            out["bias"] = (config["units"],)
+        return out
+
+
+class _Conv(LayerKind):
+    main = "filters"
+    required = ("filters", "kernel_size")
+    has_activation = True
+    spatial: ClassVar[int]
+
+    @classmethod
+    def _norm(cls, value, option, where):
+        if cls.spatial == 1:
+            return [single(value, option, where)]
+        return list(pair(value, option, where))
+
+    @classmethod
+    def check(cls, config, where):
+        config["filters"] = single(config["filters"], "filters", where)
+        for option in ("kernel_size", "stride", "dilation"):
+            config[option] = cls._norm(config[option], option, where)
+        config["padding"] = check_padding(config["padding"], cls.spatial, where)
+        config["groups"] = single(config["groups"], "groups", where)
+        if config["filters"] % config["groups"]:
+            raise SpecError(f"{where}: filters ({config['filters']}) must be divisible by groups ({config['groups']})")
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        _need_rank(inputs, cls.spatial + 1, cls.name, "channels-first input (C, " + ("L)" if cls.spatial == 1 else "H, W)"))
+        channels = _known(inputs[0][0], cls.name, "channel")
+        if channels % config["groups"]:
+            raise SpecError(f"{cls.name}: input channels ({channels}) must be divisible by groups ({config['groups']})")
+        sizes = []
+        for axis, size in enumerate(inputs[0][1:]):
+            pad = config["padding"] if isinstance(config["padding"], str) else config["padding"][axis]
+            out = conv_output_size(size, config["kernel_size"][axis], config["stride"][axis], pad, config["dilation"][axis])
+            if out is not None and out < 1:
+                raise SpecError(f"{cls.name}: kernel {config['kernel_size']} does not fit input {inputs[0]}")
+            sizes.append(out)
+        return (config["filters"], *sizes)
+
+    @classmethod
+    def weights(cls, config, inputs):
+        channels = _known(inputs[0][0], cls.name, "channel")
+        out = {"kernel": (*config["kernel_size"], channels // config["groups"], config["filters"])}
+        if config["use_bias"]:
+            out["bias"] = (config["filters"],)
+        return out
+
+
+_CONV_DEFAULTS = {"stride": 1, "padding": "valid", "dilation": 1, "groups": 1, "activation": "linear",
+                  "use_bias": True, "negative_slope": None}
+
+
+@register
+class Conv1D(_Conv):
+    name = "Conv1D"
+    spatial = 1
+    defaults = _CONV_DEFAULTS
+
+
+@register
+class Conv2D(_Conv):
+    name = "Conv2D"
+    spatial = 2
+    defaults = _CONV_DEFAULTS
+
+
+class _Pool2D(LayerKind):
+    main = "pool_size"
+    defaults = {"pool_size": 2, "stride": None, "padding": "valid"}
+    allow_same: ClassVar[bool]
+
+    @classmethod
+    def check(cls, config, where):
+        config["pool_size"] = list(pair(config["pool_size"], "pool_size", where))
+        stride = config["stride"] if config["stride"] is not None else config["pool_size"]
+        config["stride"] = list(pair(stride, "stride", where))
+        config["padding"] = check_padding(config["padding"], 2, where, allow_same=cls.allow_same)
+        if isinstance(config["padding"], list) and any(
+            p * 2 > k for p, k in zip(config["padding"], config["pool_size"])
+        ):
+            raise SpecError(f"{where}: padding {config['padding']} must be at most half the pool size {config['pool_size']}")
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        _need_rank(inputs, 3, cls.name, "channels-first images (C, H, W)")
+        sizes = []
+        for axis, size in enumerate(inputs[0][1:]):
+            pad = config["padding"] if isinstance(config["padding"], str) else config["padding"][axis]
+            out = conv_output_size(size, config["pool_size"][axis], config["stride"][axis], pad)
+            if out is not None and out < 1:
+                raise SpecError(f"{cls.name}: pool {config['pool_size']} does not fit input {inputs[0]}")
+            sizes.append(out)
+        return (inputs[0][0], *sizes)
+
+
+@register
+class MaxPool2D(_Pool2D):
+    name = "MaxPool2D"
+    allow_same = True
+
+
+@register
+class AvgPool2D(_Pool2D):
+    """Average pooling; explicit padding counts the padded zeros (torch's default)."""
+
+    name = "AvgPool2D"
+    allow_same = False
+
+
+@register
+class GlobalAvgPool2D(LayerKind):
+    name = "GlobalAvgPool2D"
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        _need_rank(inputs, 3, cls.name, "channels-first images (C, H, W)")
+        return (inputs[0][0],)
+
+
+@register
+class Flatten(LayerKind):
+    """Flattens in channels-first order, so the next Dense sees the same features everywhere."""
+
+    name = "Flatten"
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        if any(d is None for d in inputs[0]):
+            raise SpecError(f"Flatten: every dimension must be known, got {inputs[0]}")
+        return (math.prod(inputs[0]),)
+
+
+@register
+class Reshape(LayerKind):
+    name = "Reshape"
+    main = "target_shape"
+    required = ("target_shape",)
+
+    @classmethod
+    def check(cls, config, where):
+        shape = config["target_shape"]
+        if isinstance(shape, int):
+            shape = [shape]
+        if not isinstance(shape, (list, tuple)) or not shape or not all(
+            isinstance(d, int) and (d > 0 or d == -1) for d in shape
+        ) or list(shape).count(-1) > 1:
+            raise SpecError(f"{where}: target_shape must be positive ints with at most one -1, got {config['target_shape']!r}")
+        config["target_shape"] = list(shape)
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        if any(d is None for d in inputs[0]):
+            raise SpecError(f"Reshape: every input dimension must be known, got {inputs[0]}")
+        total = math.prod(inputs[0])
+        target = config["target_shape"]
+        known = math.prod(d for d in target if d != -1)
+        if -1 in target:
+            if total % known:
+                raise SpecError(f"Reshape: cannot reshape {inputs[0]} ({total} values) into {tuple(target)}")
+            target = [total // known if d == -1 else d for d in target]
+        elif known != total:
+            raise SpecError(f"Reshape: cannot reshape {inputs[0]} ({total} values) into {tuple(target)} ({known} values)")
+        return tuple(target)
+
+
+@register
+class Dropout(LayerKind):
+    name = "Dropout"
+    main = "rate"
+    required = ("rate",)
+
+    @classmethod
+    def check(cls, config, where):
+        rate = config["rate"]
+        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise SpecError(f"{where}: Dropout rate must be in [0, 1), got {rate!r}")
+        config["rate"] = float(rate)
+        return config
+
+
+@register
+class BatchNorm(LayerKind):
+    """Normalises over the channel axis (axis 1 with batch).
+
+    ``momentum`` is the weight of the new batch statistic (torch's meaning; Keras' momentum is
+    ``1 - momentum``); the running variance is updated with the unbiased batch variance.
+    """
+
+    name = "BatchNorm"
+    defaults = {"momentum": 0.1, "eps": 1e-5}
+
+    @classmethod
+    def check(cls, config, where):
+        if not 0.0 <= float(config["momentum"]) <= 1.0:
+            raise SpecError(f"{where}: momentum must be in [0, 1] (torch's meaning), got {config['momentum']!r}")
+        if not float(config["eps"]) > 0:
+            raise SpecError(f"{where}: eps must be positive, got {config['eps']!r}")
+        config["momentum"], config["eps"] = float(config["momentum"]), float(config["eps"])
+        return config
+
+    @classmethod
+    def weights(cls, config, inputs):
+        channels = _known(inputs[0][0], "BatchNorm", "channel")
+        return {name: (channels,) for name in ("gamma", "beta", "moving_mean", "moving_variance")}
+
+    statistics = ("moving_mean", "moving_variance")
+
+
+@register
+class LayerNorm(LayerKind):
+    """Normalises over the last axis."""
+
+    name = "LayerNorm"
+    defaults = {"eps": 1e-5}
+
+    @classmethod
+    def weights(cls, config, inputs):
+        features = _known(inputs[0][-1], "LayerNorm", "last")
+        return {"gamma": (features,), "beta": (features,)}
+
+
+@register
+class Embedding(LayerKind):
+    """Integer ids ``(L,)`` to vectors ``(L, dim)``; the main size is the vector size."""
+
+    name = "Embedding"
+    main = "dim"
+    required = ("dim", "vocab_size")
+
+    @classmethod
+    def check(cls, config, where):
+        config["dim"] = single(config["dim"], "dim", where)
+        config["vocab_size"] = single(config["vocab_size"], "vocab_size", where)
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        return (*inputs[0], config["dim"])
+
+    @classmethod
+    def weights(cls, config, inputs):
+        return {"embeddings": (config["vocab_size"], config["dim"])}
+
+
+class _Recurrent(LayerKind):
+    main = "units"
+    required = ("units",)
+    defaults = {"return_sequences": False}
+    gates: ClassVar[int]
+
+    @classmethod
+    def check(cls, config, where):
+        config["units"] = single(config["units"], "units", where)
+        config["return_sequences"] = bool(config["return_sequences"])
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        _need_rank(inputs, 2, cls.name, "sequences (L, F)")
+        if config["return_sequences"]:
+            return (inputs[0][0], config["units"])
+        return (config["units"],)
+
+
+@register
+class LSTM(_Recurrent):
+    """Gates in Keras order (input, forget, cell, output); one bias of ``4 * units``."""
+
+    name = "LSTM"
+    gates = 4
+
+    @classmethod
+    def weights(cls, config, inputs):
+        features, units = _known(inputs[0][-1], "LSTM", "feature"), config["units"]
+        return {"kernel": (features, 4 * units), "recurrent_kernel": (units, 4 * units), "bias": (4 * units,)}
+
+
+@register
+class GRU(_Recurrent):
+    """Gates in Keras order (update, reset, new) with the reset gate applied after the matmul;
+    two biases, input and recurrent, stacked as ``(2, 3 * units)``."""
+
+    name = "GRU"
+    gates = 3
+
+    @classmethod
+    def weights(cls, config, inputs):
+        features, units = _known(inputs[0][-1], "GRU", "feature"), config["units"]
+        return {"kernel": (features, 3 * units), "recurrent_kernel": (units, 3 * units), "bias": (2, 3 * units)}
+
+
+@register
+class MultiHeadAttention(LayerKind):
+    """Scaled dot-product attention over sequences ``(L, D)``.
+
+    One input is self-attention; two are (query, value) with key = value; three are
+    (query, key, value). The output has the query's feature size.
+    """
+
+    name = "MultiHeadAttention"
+    main = "num_heads"
+    required = ("num_heads",)
+    defaults = {"key_dim": None, "causal": False, "dropout": 0.0}
+    num_inputs = (1, 3)
+
+    @classmethod
+    def check(cls, config, where):
+        config["num_heads"] = single(config["num_heads"], "num_heads", where)
+        if config["key_dim"] is not None:
+            config["key_dim"] = single(config["key_dim"], "key_dim", where)
+        config["causal"] = bool(config["causal"])
+        if not 0.0 <= float(config["dropout"]) < 1.0:
+            raise SpecError(f"{where}: dropout must be in [0, 1), got {config['dropout']!r}")
+        config["dropout"] = float(config["dropout"])
+        return config
+
+    @classmethod
+    def key_dim(cls, config, inputs) -> int:
+        if config["key_dim"] is not None:
+            return config["key_dim"]
+        dim = _known(inputs[0][-1], cls.name, "query feature")
+        if dim % config["num_heads"]:
+            raise SpecError(f"{cls.name}: query size {dim} is not divisible by num_heads {config['num_heads']}; set key_dim")
+        return dim // config["num_heads"]
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        for shape in inputs:
+            if len(shape) != 2:
+                raise SpecError(f"{cls.name}: expects sequences (L, D), got {shape}")
+        if len(inputs) == 3 and inputs[1][0] is not None and inputs[2][0] is not None and inputs[1][0] != inputs[2][0]:
+            raise SpecError(f"{cls.name}: key length {inputs[1][0]} differs from value length {inputs[2][0]}")
+        cls.key_dim(config, inputs)
+        return inputs[0]
+
+    @classmethod
+    def weights(cls, config, inputs):
+        query = inputs[0]
+        key = inputs[1] if len(inputs) == 3 else inputs[-1]
+        value = inputs[-1]
+        inner = config["num_heads"] * cls.key_dim(config, inputs)
+        dims = {"query": query[-1], "key": key[-1], "value": value[-1]}
+        out = {}
+        for role, dim in dims.items():
+            out[f"{role}_kernel"] = (_known(dim, cls.name, role), inner)
+            out[f"{role}_bias"] = (inner,)
+        out["output_kernel"] = (inner, query[-1])
+        out["output_bias"] = (query[-1],)
+        return out
+
+
+@register
+class Activation(LayerKind):
+    name = "Activation"
+    main = "activation"
+    required = ("activation",)
+    defaults = {"negative_slope": None}
+    has_activation = True
+
+
+class _Merge(LayerKind):
+    num_inputs = (2, 64)
+
+
+@register
+class Add(_Merge):
+    name = "Add"
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        if any(shape != inputs[0] for shape in inputs[1:]):
+            raise SpecError(f"Add: all inputs must have the same shape, got {', '.join(map(str, inputs))}")
+        return inputs[0]
+
+
+@register
+class Concatenate(_Merge):
+    """Joins along ``axis``, counted with the batch axis as 0 (so 1 is channels for images)."""
+
+    name = "Concatenate"
+    defaults = {"axis": -1}
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        rank = len(inputs[0]) + 1
+        axis = config["axis"]
+        if not isinstance(axis, int) or not -rank < axis < rank or axis % rank == 0:
+            raise SpecError(f"Concatenate: axis must be in 1..{rank - 1} or -{rank - 1}..-1 (0 is the batch), got {axis!r}")
+        axis = axis % rank - 1
+        out = list(inputs[0])
+        for shape in inputs[1:]:
+            if len(shape) != len(out) or any(a != b for i, (a, b) in enumerate(zip(shape, out)) if i != axis):
+                raise SpecError(f"Concatenate: shapes {', '.join(map(str, inputs))} differ outside axis {config['axis']}")
+            out[axis] = None if out[axis] is None or shape[axis] is None else out[axis] + shape[axis]
+        return tuple(out)
+
+
+def concat_axis(config: dict, rank: int) -> int:
+    """The concatenation axis as a non-negative index into a batched tensor of ``rank``."""
+    return config["axis"] % rank
+

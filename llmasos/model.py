@@ -1,0 +1,327 @@
+"""``Model``: describe a network once, run it in PyTorch or TensorFlow.
+
+>>> from llmasos import Model
+>>> model = Model(input_dim=784, output_dim=10, framework="torch")
+>>> model.add_layer("Dense", 128, activation="relu").add_layer("Dense", 10, activation="softmax")
+Model(framework='torch', layers=2, parameters=101,770, built=False)
+
+Then ``model.train(Dataset(...), Optimizer("Adam", lr=1e-3), epochs=10)``, ``model.evaluate(ds)``,
+``model.predict(x)``, ``model.save("model.h5")`` and ``Model.load("model.h5", framework="tf")``.
+The framework is only imported when the model is first built (on train, predict, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+from . import io
+from .adapters import ENV_VAR, get_backend, installed_frameworks, resolve_framework
+from .adapters.base import CompiledModel, Trainer, Weights
+from .errors import DataError, SpecError, TrainingError
+from .optim import Optimizer
+from .spec import ModelSpec
+from .training import Callback, Checkpoint, History, evaluate, fit, resolve_loss
+
+if TYPE_CHECKING:
+    from .data import Dataset
+
+
+class Text(str):
+    """A string that shows itself plainly in a REPL (for ``summary()``)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class Model:
+    """A network described in the neutral spec and compiled, on first use, in one framework.
+
+    Sequential models take ``input_dim`` (features) or ``input_shape`` (e.g. ``(1, 28, 28)``,
+    channels first); graphs with several inputs take ``inputs={"name": shape, ...}`` and name
+    each layer's ``inputs=``. ``output_dim`` declares the classes (or targets) and is checked
+    against the last layer.
+    """
+
+    def __init__(self, input_dim: int | None = None, output_dim: int | None = None, *,
+                 input_shape: Sequence[int | None] | None = None,
+                 inputs: dict[str, Any] | None = None, framework: str | None = None,
+                 name: str = "model", spec: ModelSpec | None = None) -> None:
+        self.name = name
+        self.framework = resolve_framework(framework)
+        self.output_dim = output_dim
+        given = [x is not None for x in (input_dim, input_shape, inputs, spec)]
+        if sum(given) != 1:
+            raise SpecError("give exactly one of input_dim (features), input_shape (e.g. (1, 28, 28)) or inputs "
+                            "(a dict of named input shapes)")
+        if spec is not None:
+            self.spec = spec
+        elif inputs is not None:
+            self.spec = ModelSpec()
+            for input_name, value in inputs.items():
+                shape, dtype = (value["shape"], value.get("dtype", "float32")) if isinstance(value, dict) else (value, "float32")
+                self.spec.add_input(input_name, shape, dtype)
+        else:
+            self.spec = ModelSpec.sequential(input_shape if input_shape is not None else (input_dim,))
+        self._compiled: CompiledModel | None = None
+        self._trainer: Trainer | None = None
+        self._trainer_key: tuple | None = None
+        self._loss: str | None = None
+        self._optimizer: Optimizer | None = None
+        self._epoch = 0
+        self._step = 0
+        self._seed: int | None = None
+        self._pending_state: dict | None = None
+        self.history = History()
+        self.metadata: dict = {}
+
+    # -- describing ---------------------------------------------------------------------------
+
+    def add_layer(self, kind: str, main: Any = None, *, name: str | None = None,
+                  inputs: str | list[str] | None = None, **options: Any) -> "Model":
+        """Append a layer: ``add_layer("Conv2D", 16, kernel_size=3, stride=2, padding="same")``.
+
+        The first positional argument is the main size (units, filters, pool size, rate...).
+        Returns the model, so calls chain.
+        """
+        if self._compiled is not None:
+            raise SpecError("the model is already built (trained or used); add layers before the first "
+                            "train/predict, or start a new Model")
+        self.spec.add(kind, main, name=name, inputs=inputs, **options)
+        return self
+
+    def set_outputs(self, names: str | list[str]) -> "Model":
+        self.spec.set_outputs(names)
+        return self
+
+    @property
+    def classes(self) -> int | None:
+        """Number of classes for classification (the output size), else None."""
+        shapes = self.spec.shapes()
+        last = shapes[self.spec.outputs[0]] if self.spec.outputs else None
+        return last[-1] if last else None
+
+    def summary(self) -> Text:
+        """Layers, output shapes and parameter counts; needs no framework."""
+        return Text(self.spec.summary())
+
+    def __repr__(self) -> str:
+        return (f"Model(framework={self.framework!r}, layers={len(self.spec.layers)}, "
+                f"parameters={self.spec.parameter_count():,}, built={self._compiled is not None})")
+
+    # -- building -----------------------------------------------------------------------------
+
+    def build(self, seed: int | None = None) -> "Model":
+        """Compile the spec in the model's framework (done on first use anyway)."""
+        if self._compiled is None:
+            self.spec.validate()
+            self._check_output_dim()
+            self._compiled = get_backend(self.framework).build(self.spec, seed)
+        return self
+
+    def _check_output_dim(self) -> None:
+        if self.output_dim is None or len(self.spec.outputs) != 1:
+            return
+        shape = self.spec.shapes()[self.spec.outputs[0]]
+        if shape[-1] != self.output_dim:
+            raise SpecError(f"output_dim={self.output_dim} but the last layer {self.spec.outputs[0]!r} outputs "
+                            f"{shape[-1]} values per sample (shape {shape}); make them agree")
+
+    @property
+    def compiled(self) -> CompiledModel:
+        return self.build()._compiled
+
+    @property
+    def backend_model(self) -> Any:
+        """The native ``torch.nn.Module`` or ``keras.Model``, for users who want it."""
+        return self.compiled.native
+
+    @property
+    def built(self) -> bool:
+        return self._compiled is not None
+
+    def get_weights(self) -> Weights:
+        """Weights in the neutral layout: ``{layer: {weight: ndarray}}``."""
+        return self.compiled.get_weights()
+
+    def set_weights(self, weights: Weights) -> None:
+        self.compiled.set_weights(weights)
+
+    def to(self, framework: str) -> "Model":
+        """The same model, with the same weights, in another framework."""
+        other = Model(spec=ModelSpec.from_dict(self.spec.to_dict()), framework=framework,
+                      output_dim=self.output_dim, name=self.name)
+        if self._compiled is not None:
+            other.set_weights(self.get_weights())
+        other.metadata = dict(self.metadata)
+        return other
+
+    # -- running ------------------------------------------------------------------------------
+
+    def shape_input(self, x: np.ndarray | list[np.ndarray] | dict) -> list[np.ndarray]:
+        """Inputs as a list in spec order; flat feature rows are reshaped to the input shape."""
+        specs = self.spec.inputs
+        if isinstance(x, dict):
+            missing = [i.name for i in specs if i.name not in x]
+            if missing:
+                raise DataError(f"missing input(s) {', '.join(missing)}; the model takes {[i.name for i in specs]}")
+            x = [x[i.name] for i in specs]
+        elif not isinstance(x, (list, tuple)):
+            x = [x]
+        if len(x) != len(specs):
+            raise DataError(f"the model takes {len(specs)} input(s) ({', '.join(i.name for i in specs)}), got {len(x)}")
+        out = []
+        for value, spec_input in zip(x, specs):
+            value = np.asarray(value)
+            expected = spec_input.shape
+            if value.shape[1:] != expected and not _fits(value.shape[1:], expected):
+                if None not in expected and value.ndim >= 2 and math.prod(value.shape[1:]) == math.prod(expected):
+                    value = value.reshape(len(value), *expected)
+                else:
+                    raise DataError(f"input {spec_input.name!r} expects shape (batch, "
+                                    f"{', '.join('?' if d is None else str(d) for d in expected)}), got {value.shape}")
+            dtype = np.int64 if spec_input.dtype == "int64" else np.float32
+            if spec_input.dtype == "int64" and not np.issubdtype(value.dtype, np.integer):
+                raise DataError(f"input {spec_input.name!r} takes integer ids, got {value.dtype}")
+            out.append(np.ascontiguousarray(value, dtype=dtype))
+        return out
+
+    def predict(self, x: Any, batch_size: int = 1024) -> np.ndarray | list[np.ndarray]:
+        """NumPy in, NumPy out, in inference mode. ``x`` is an array (channels first), a list or
+        dict of arrays for several inputs, or a Dataset. Several outputs give a list."""
+        if hasattr(x, "batches"):
+            parts = [self.predict(xb, batch_size) for xb, _ in x.batches(batch_size)]
+            if not parts:
+                raise DataError("cannot predict on an empty dataset")
+            if isinstance(parts[0], list):
+                return [np.concatenate(p) for p in zip(*parts)]
+            return np.concatenate(parts)
+        inputs = self.shape_input(x)
+        n = len(inputs[0])
+        chunks = [self.compiled.predict([i[s:s + batch_size] for i in inputs]) for s in range(0, max(n, 1), batch_size)]
+        outs = [np.concatenate(parts) for parts in zip(*chunks)]
+        return outs[0] if len(outs) == 1 else outs
+
+    def _get_trainer(self, optimizer: Optimizer, loss: str, seed: int | None) -> Trainer:
+        key = (id(optimizer), loss)
+        if self._trainer is None or self._trainer_key != key:
+            self._trainer = self.compiled.trainer(optimizer, loss, seed)
+            self._trainer_key = key
+            if self._pending_state is not None:
+                self._trainer.set_state(self._pending_state)
+                self._pending_state = None
+        return self._trainer
+
+    def train(self, dataset: "Dataset", optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int = 32,
+              validation: "Dataset | None" = None, *, seed: int | None = None, loss: str | None = None,
+              callbacks: Iterable[Callback] = (), progress: bool | None = None,
+              checkpoint: str | None = None, checkpoint_every: int = 1, resume: str | None = None) -> History:
+        """Train and return the :class:`History` (also kept as ``model.history``).
+
+        The loss follows the last activation (softmax: cross-entropy on logits, sigmoid: binary
+        cross-entropy, else MSE) unless ``loss=`` says otherwise. ``seed`` makes a run repeatable
+        in its framework. ``checkpoint="ckpt.h5"`` saves every ``checkpoint_every`` epochs and
+        ``resume="ckpt.h5"`` continues such a run where it stopped, with the same result as an
+        uninterrupted one.
+        """
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise TrainingError(f"epochs must be a positive int, got {epochs!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise TrainingError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not hasattr(dataset, "batches"):
+            raise DataError(f"train() takes an llmasos Dataset, got {type(dataset).__name__}; "
+                            f"wrap arrays as Dataset(X, y, mode='train')")
+        if len(dataset) == 0:
+            raise DataError("the training dataset is empty")
+        if resume is not None:
+            self._resume_from(resume)
+            optimizer = optimizer or self._optimizer
+            loss = loss or self._loss
+            seed = self._seed if seed is None else seed
+        optimizer = optimizer or Optimizer("Adam", lr=0.001)
+        if not isinstance(optimizer, Optimizer):
+            raise TrainingError(f"optimizer must be an llmasos Optimizer, got {type(optimizer).__name__}")
+        self._loss = resolve_loss(self.spec.final_activation(), loss)
+        self._optimizer, self._seed = optimizer, seed
+        self.build(seed)
+        trainer = self._get_trainer(optimizer, self._loss, seed)
+        callbacks = list(callbacks)
+        if checkpoint is not None:
+            callbacks.append(Checkpoint(checkpoint, every=checkpoint_every))
+        if self._epoch >= epochs:
+            return self.history
+        return fit(self, trainer, dataset, loss=self._loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                   validation=validation, seed=seed, callbacks=callbacks, progress=progress, history=self.history,
+                   start_epoch=self._epoch, start_step=self._step)
+
+    def _after_epoch(self, epoch: int, step: int) -> None:
+        self._epoch, self._step = epoch, step
+
+    def _resume_from(self, path: str) -> None:
+        model_file = io.read(path)
+        if model_file.spec != self.spec:
+            raise TrainingError(f"cannot resume from {path!r}: its model spec differs from this model's")
+        if not model_file.training:
+            raise TrainingError(f"cannot resume from {path!r}: it holds no training state (save during training)")
+        self._restore(model_file)
+
+    def _restore(self, model_file: io.ModelFile) -> None:
+        self.build()
+        self.set_weights(model_file.weights)
+        training = model_file.training or {}
+        if training:
+            self._optimizer = Optimizer.from_config(training["optimizer"]) if training.get("optimizer") else None
+            self._loss = training.get("loss")
+            self._epoch = int(training.get("epoch", 0))
+            self._step = int(training.get("step", 0))
+            self._seed = training.get("seed")
+            self.history = History(training.get("history") or [])
+            self._pending_state = training.get("state")
+            self._trainer = None
+
+    def evaluate(self, dataset: "Dataset", batch_size: int = 256, loss: str | None = None) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` on a labelled dataset (accuracy for classification)."""
+        loss = resolve_loss(self.spec.final_activation(), loss or self._loss)
+        trainer = self._trainer if self._trainer is not None and self._loss == loss else \
+            self.compiled.trainer(self._optimizer or Optimizer("SGD", lr=0.1), loss)
+        return evaluate(trainer, dataset, batch_size, loss, self.classes, self.shape_input)
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, include_optimizer: bool = True) -> str:
+        """Write the framework-neutral .h5 (spec + weights + training state), atomically."""
+        training = None
+        if include_optimizer and self._optimizer is not None:
+            state = self._trainer.get_state() if self._trainer is not None else self._pending_state
+            training = {"optimizer": self._optimizer.get_config(), "loss": self._loss, "epoch": self._epoch,
+                        "step": self._step, "seed": self._seed, "history": self.history.epochs, "state": state}
+        backend = get_backend(self.framework)
+        io.write(path, io.ModelFile(spec=self.spec, weights=self.get_weights(), framework=self.framework,
+                                    framework_version=backend.version(),
+                                    metadata={"name": self.name, "output_dim": self.output_dim, **self.metadata},
+                                    training=training))
+        return os.fspath(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, framework: str | None = None) -> "Model":
+        """Load an .h5 written by either framework into ``framework``.
+
+        Without ``framework``: ``$LLMASOS_FRAMEWORK``, else the file's own framework when
+        installed, else the first one installed.
+        """
+        model_file = io.read(path)
+        metadata = dict(model_file.metadata)
+        if framework is None and not os.environ.get(ENV_VAR) and model_file.framework in installed_frameworks():
+            framework = model_file.framework
+        model = cls(spec=model_file.spec, framework=framework, output_dim=metadata.pop("output_dim", None),
+                    name=metadata.pop("name", "model"))
+        model.metadata = metadata
+        model._restore(model_file)
+        return model
+
+
+def _fits(got: tuple, expected: tuple) -> bool:
+    return len(got) == len(expected) and all(e is None or g == e for g, e in zip(got, expected))

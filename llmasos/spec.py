@@ -1,0 +1,285 @@
+"""The neutral model spec: plain data that every adapter compiles, JSON in and out.
+
+A spec is a graph of named inputs and named layers. Sequential models are built by appending
+layers (each takes the previous one); functional graphs name their ``inputs`` explicitly.
+
+>>> spec = ModelSpec.sequential((784,))
+>>> spec.add("Dense", 128, activation="relu").add("Dense", 10, activation="softmax")
+ModelSpec(inputs=['input'], layers=['dense', 'dense_1'], outputs=['dense_1'])
+>>> spec.shapes()["dense_1"]
+(10,)
+>>> ModelSpec.from_json(spec.to_json()) == spec
+True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from . import layers as catalog
+from .errors import SpecError
+
+DTYPES = ("float32", "int64")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+@dataclass
+class InputSpec:
+    name: str
+    shape: tuple  # batch excluded; None marks a dynamic dimension
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass
+class LayerSpec:
+    kind: str
+    name: str
+    config: dict
+    inputs: list[str]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "config": self.config, "inputs": list(self.inputs)}
+
+
+@dataclass
+class ModelSpec:
+    inputs: list[InputSpec] = field(default_factory=list)
+    layers: list[LayerSpec] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    # -- building -----------------------------------------------------------------------------
+
+    @classmethod
+    def sequential(cls, shape: Iterable, dtype: str = "float32", name: str = "input") -> "ModelSpec":
+        spec = cls()
+        spec.add_input(name, shape, dtype)
+        return spec
+
+    def add_input(self, name: str, shape: Iterable, dtype: str = "float32") -> "ModelSpec":
+        self._check_new_name(name)
+        shape = _check_shape(shape, name)
+        if dtype not in DTYPES:
+            raise SpecError(f"input {name!r}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        self.inputs.append(InputSpec(name, shape, dtype))
+        return self
+
+    def add(self, kind: str, main: Any = None, *, name: str | None = None,
+            inputs: str | list[str] | None = None, **options: Any) -> "ModelSpec":
+        """Append a layer. ``main`` is the kind's main size; ``inputs`` defaults to the last node."""
+        layer_kind = catalog.get_kind(kind)
+        name = name or self._fresh_name(layer_kind.name)
+        self._check_new_name(name)
+        where = f"layer {name!r} ({layer_kind.name})"
+        if main is not None:
+            if layer_kind.main is None:
+                raise SpecError(f"{where}: takes no positional size, got {main!r}; use keywords")
+            if layer_kind.main in options:
+                raise SpecError(f"{where}: {layer_kind.main} given twice")
+            options[layer_kind.main] = main
+        config = layer_kind.normalize(options, where)
+        if inputs is None:
+            if not self.nodes():
+                raise SpecError(f"{where}: the model has no input yet")
+            inputs = [self.nodes()[-1]]
+        elif isinstance(inputs, str):
+            inputs = [inputs]
+        inputs = list(inputs)
+        low, high = layer_kind.num_inputs
+        if not low <= len(inputs) <= high:
+            raise SpecError(f"{where}: takes {low}" + (f"..{high}" if high != low else "") + f" inputs, got {len(inputs)}")
+        for source in inputs:
+            if source not in self.nodes():
+                raise SpecError(f"{where}: input {source!r} is not a known input or layer; known: {', '.join(self.nodes())}")
+        layer = LayerSpec(layer_kind.name, name, _plain(config), inputs)
+        self.layers.append(layer)
+        try:
+            self.shapes()
+        except SpecError:
+            self.layers.pop()
+            raise
+        if not self.outputs or self._sequential_tail(inputs):
+            self.outputs = [name]
+        return self
+
+    def set_outputs(self, names: str | list[str]) -> "ModelSpec":
+        names = [names] if isinstance(names, str) else list(names)
+        for name in names:
+            if name not in self.nodes():
+                raise SpecError(f"output {name!r} is not a known layer; known: {', '.join(self.nodes())}")
+        self.outputs = names
+        return self
+
+    def _sequential_tail(self, inputs: list[str]) -> bool:
+        # Appending after the single current output keeps a sequential model's output at its end.
+        return len(self.outputs) == 1 and self.outputs[0] in inputs
+
+    def _check_new_name(self, name: str) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SpecError(f"name {name!r} must start with a letter or _ and hold only letters, digits, _ . -")
+        if name in self.nodes():
+            raise SpecError(f"name {name!r} is already used")
+
+    def _fresh_name(self, kind: str) -> str:
+        base = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", kind).lower()
+        taken = set(self.nodes())
+        if base not in taken:
+            return base
+        return next(f"{base}_{i}" for i in range(1, len(taken) + 2) if f"{base}_{i}" not in taken)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def nodes(self) -> list[str]:
+        return [i.name for i in self.inputs] + [layer.name for layer in self.layers]
+
+    def layer(self, name: str) -> LayerSpec:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise SpecError(f"no layer named {name!r}")
+
+    def shapes(self) -> dict[str, tuple]:
+        """Shape (batch excluded) of every node, validating the whole graph on the way."""
+        shapes = {i.name: i.shape for i in self.inputs}
+        for layer in self.layers:
+            kind = catalog.get_kind(layer.kind)
+            ins = [shapes[source] for source in layer.inputs]
+            try:
+                shapes[layer.name] = tuple(kind.output_shape(layer.config, ins))
+            except SpecError as err:
+                raise SpecError(f"layer {layer.name!r} ({layer.kind}) with input shape(s) "
+                                f"{', '.join(map(str, ins))}: {err}") from None
+        return shapes
+
+    def dtypes(self) -> dict[str, str]:
+        """Dtype of every node: inputs as declared, Embedding ids in, floats everywhere else."""
+        out = {i.name: i.dtype for i in self.inputs}
+        for layer in self.layers:
+            out[layer.name] = "float32"
+        return out
+
+    def weight_shapes(self) -> dict[str, dict[str, tuple]]:
+        """Neutral weight shapes by layer, for layers that own weights."""
+        shapes = self.shapes()
+        out = {}
+        for layer in self.layers:
+            kind = catalog.get_kind(layer.kind)
+            found = kind.weights(layer.config, [shapes[s] for s in layer.inputs])
+            if found:
+                out[layer.name] = {k: tuple(v) for k, v in found.items()}
+        return out
+
+    def parameter_count(self) -> int:
+        return sum(math.prod(s) for w in self.weight_shapes().values() for s in w.values())
+
+    def final_activation(self) -> str:
+        """The activation applied last on the single output, "linear" when none."""
+        if len(self.outputs) != 1 or self.outputs[0] not in {layer.name for layer in self.layers}:
+            return "linear"
+        return self.layer(self.outputs[0]).config.get("activation", "linear")
+
+    def validate(self) -> "ModelSpec":
+        if not self.inputs:
+            raise SpecError("the model has no input")
+        if not self.layers:
+            raise SpecError("the model has no layers: add at least one with add_layer")
+        for layer in self.layers:
+            if layer.kind == "Embedding":
+                for source in layer.inputs:
+                    if self.dtypes().get(source) != "int64":
+                        raise SpecError(f"layer {layer.name!r} (Embedding) needs int64 ids; input {source!r} is float32")
+        for i in self.inputs:
+            if i.dtype == "int64" and not any(
+                layer.kind == "Embedding" for layer in self.layers if i.name in layer.inputs
+            ):
+                raise SpecError(f"input {i.name!r} is int64 but feeds no Embedding layer")
+        self.shapes()
+        return self
+
+    # -- serialisation ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {
+            "inputs": [i.to_dict() for i in self.inputs],
+            "layers": [layer.to_dict() for layer in self.layers],
+            "outputs": list(self.outputs),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSpec":
+        """Rebuild and re-validate a spec; every layer goes through the catalog again."""
+        try:
+            spec = cls()
+            for i in data["inputs"]:
+                spec.add_input(i["name"], i["shape"], i.get("dtype", "float32"))
+            for layer in data["layers"]:
+                spec.add(layer["kind"], name=layer["name"], inputs=layer["inputs"], **layer["config"])
+            spec.set_outputs(data["outputs"])
+        except (KeyError, TypeError) as err:
+            raise SpecError(f"a spec must have inputs, layers and outputs in llmasos' form: {err!r}") from None
+        return spec
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecError(f"the spec is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelSpec) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return (f"ModelSpec(inputs={[i.name for i in self.inputs]}, layers={[l.name for l in self.layers]}, "
+                f"outputs={self.outputs})")
+
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts; no framework needed."""
+        shapes, weights = self.shapes(), self.weight_shapes()
+        rows = [("Layer (kind)", "Output shape", "Params", "Inputs")]
+        for i in self.inputs:
+            rows.append((f"{i.name} (Input)", _fmt(i.shape), "0", ""))
+        for layer in self.layers:
+            count = sum(math.prod(s) for s in weights.get(layer.name, {}).values())
+            rows.append((f"{layer.name} ({layer.kind})", _fmt(shapes[layer.name]), f"{count:,}", ", ".join(layer.inputs)))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "-" * (sum(widths) + 6)
+        text = [line, "  ".join(v.ljust(w) for v, w in zip(rows[0], widths)), line]
+        text += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows[1:]]
+        text += [line, f"Total params: {self.parameter_count():,}", f"Outputs: {', '.join(self.outputs)}"]
+        return "\n".join(text)
+
+
+def _fmt(shape: tuple) -> str:
+    return "(batch, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _check_shape(shape: Any, where: str) -> tuple:
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise SpecError(f"input {where!r}: shape must be a sequence of sizes, got {shape!r}") from None
+    if not shape or not all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape):
+        raise SpecError(f"input {where!r}: shape must be positive ints (None for dynamic), got {shape!r}")
+    return shape
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists so a config equals its JSON round trip."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
