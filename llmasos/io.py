@@ -35,7 +35,6 @@ from .spec import ModelSpec
 
 FORMAT = "llmasos"
 FORMAT_VERSION = 1
-_NAME_ESCAPES = (("/", "%2F"),)  # HDF5 group names cannot hold "/"
 
 
 @dataclass
@@ -51,27 +50,16 @@ class ModelFile:
     llmasos_version: str = ""
 
 
-def _escape(name: str) -> str:
-    for raw, escaped in _NAME_ESCAPES:
-        name = name.replace(raw, escaped)
-    return name
-
-
-def _unescape(name: str) -> str:
-    for raw, escaped in _NAME_ESCAPES:
-        name = name.replace(escaped, raw)
-    return name
-
-
 def _write_tree(group, tree: dict[str, dict[str, np.ndarray]]) -> None:
+    # Spec names never hold "/", so they are valid HDF5 group names as they are.
     for layer, weights in tree.items():
-        sub = group.create_group(_escape(layer))
+        sub = group.create_group(layer)
         for name, value in weights.items():
-            sub.create_dataset(_escape(name), data=np.asarray(value, dtype=np.float32))
+            sub.create_dataset(name, data=np.asarray(value, dtype=np.float32))
 
 
 def _read_tree(group) -> dict[str, dict[str, np.ndarray]]:
-    return {_unescape(layer): {_unescape(name): np.asarray(ds[()]) for name, ds in sub.items()}
+    return {layer: {name: np.asarray(ds[()]) for name, ds in sub.items()}
             for layer, sub in group.items()}
 
 

@@ -1,0 +1,179 @@
+"""Training-path benchmarks, measured side by side in one run and printed as ratios.
+
+    python benchmarks/bench_train.py            # all
+    python benchmarks/bench_train.py --only torch,import
+
+* torch: one epoch of the seed MLP (784-128-10, Adam, batch 32) on 20,000 rows through llmasos vs a
+  hand-written torch loop over the same tensors (target ratio <= 1.05).
+* tf: the same through llmasos' TF adapter vs plain Keras ``fit`` (target <= 1.0).
+* import: ``import llmasos`` wall time in a fresh interpreter (target <= 0.3 s).
+* memory: peak RSS of training from a CSV 10x the chunk size vs 1x (target: flat, ratio ~1).
+
+Each timing is the median of several alternating repeats, so noise on a shared machine hits
+both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROWS, FEATURES, CLASSES, BATCH = 20_000, 784, 10, 32
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.random((ROWS, FEATURES), dtype=np.float32)
+    y = rng.integers(0, CLASSES, ROWS).astype(np.int64)
+    return x, y
+
+
+def seed_model(framework):
+    from llmasos import Model
+
+    model = Model(input_dim=FEATURES, output_dim=CLASSES, framework=framework)
+    model.add_layer("Dense", 128, activation="relu").add_layer("Dense", CLASSES, activation="softmax")
+    return model.build(seed=0)
+
+
+def alternate(a, b, repeats=5):
+    """Median seconds of a() and b(), run alternately after one warm-up each."""
+    a(), b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        start = time.perf_counter(); a(); times_a.append(time.perf_counter() - start)
+        start = time.perf_counter(); b(); times_b.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def bench_torch():
+    import torch
+    import torch.nn.functional as F
+
+    from llmasos import Dataset, Optimizer
+
+    x, y = data()
+    ds = Dataset(x, y, mode="train")
+    model = seed_model("torch")
+    opt = Optimizer("Adam", lr=1e-3)
+
+    def ours():
+        model.train(ds, opt, epochs=model._epoch + 1, batch_size=BATCH, seed=0, progress=False)
+
+    module = torch.nn.Sequential(torch.nn.Linear(FEATURES, 128), torch.nn.ReLU(), torch.nn.Linear(128, CLASSES))
+    torch_opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    epoch = [0]
+
+    def raw():
+        epoch[0] += 1
+        order = torch.from_numpy(np.random.default_rng([0, epoch[0]]).permutation(ROWS))
+        module.train()
+        for start in range(0, ROWS, BATCH):
+            idx = order[start:start + BATCH]
+            loss = F.cross_entropy(module(xt[idx]), yt[idx])
+            torch_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch_opt.step()
+
+    t_ours, t_raw = alternate(ours, raw)
+    return [("torch epoch: llmasos vs hand-written loop", t_ours, t_raw, 1.05)]
+
+
+def bench_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from llmasos import Dataset, Optimizer
+
+    x, y = data()
+    ds = Dataset(x, y, mode="train")
+    model = seed_model("tf")
+    opt = Optimizer("Adam", lr=1e-3)
+
+    def ours():
+        model.train(ds, opt, epochs=model._epoch + 1, batch_size=BATCH, seed=0, progress=False)
+
+    keras.utils.set_random_seed(0)
+    plain = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(CLASSES)])
+    plain.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+
+    def fit():
+        plain.fit(x, y, batch_size=BATCH, epochs=1, shuffle=True, verbose=0)
+
+    t_ours, t_fit = alternate(ours, fit, repeats=3)
+    return [("tf epoch: llmasos vs plain Keras fit", t_ours, t_fit, 1.0)]
+
+
+def bench_import():
+    def once():
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import llmasos"], check=True)
+        return time.perf_counter() - start
+
+    def baseline():
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        return time.perf_counter() - start
+
+    t_import = statistics.median(once() for _ in range(7))
+    t_python = statistics.median(baseline() for _ in range(7))
+    return [("import llmasos (s, minus bare interpreter start)", t_import - t_python, 1.0, 0.3)]
+
+
+_MEMORY_SCRIPT = """
+import resource, sys
+from llmasos import Dataset, Model, Optimizer
+ds = Dataset(sys.argv[1], mode="train", chunk_size=int(sys.argv[2]))
+m = Model(input_dim=64, output_dim=10, framework=sys.argv[3])
+m.add_layer("Dense", 32, activation="relu").add_layer("Dense", 10, activation="softmax")
+m.train(ds, Optimizer("SGD", lr=0.01), epochs=1, batch_size=64, progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def bench_memory():
+    import pandas as pd
+
+    chunk = 5_000
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for factor in (1, 10):
+            path = os.path.join(folder, f"data{factor}.csv")
+            frame = pd.DataFrame(rng.random((chunk * factor, 64)).round(4), columns=[f"p{i}" for i in range(64)])
+            frame["label"] = rng.integers(0, 10, len(frame))
+            frame.to_csv(path, index=False)
+            out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, path, str(chunk), "torch"],
+                                 check=True, capture_output=True, text=True)
+            rows.append(int(out.stdout.strip().splitlines()[-1]) / 1024)
+    return [("peak RSS MB: CSV 10x chunk vs 1x chunk", rows[1], rows[0], 1.1)]
+
+
+BENCHES = {"torch": bench_torch, "tf": bench_tf, "import": bench_import, "memory": bench_memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(BENCHES), help=f"comma list of {', '.join(BENCHES)}")
+    args = parser.parse_args()
+    rows = []
+    for name in args.only.split(","):
+        rows += BENCHES[name]()
+    print(f"{'measure':52s} {'ours':>10s} {'reference':>10s} {'ratio':>7s} {'target':>7s}")
+    for label, ours, ref, target in rows:
+        ratio = ours / ref
+        print(f"{label:52s} {ours:10.3f} {ref:10.3f} {ratio:7.3f} {'<=' + str(target):>7s}")
+
+
+if __name__ == "__main__":
+    main()
