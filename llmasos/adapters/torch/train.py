@@ -32,18 +32,24 @@ def _make_optimizer(optimizer: Optimizer, params) -> torch.optim.Optimizer:
                                weight_decay=o["weight_decay"])
 
 
-def compute_loss(loss: str, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and the number of correct predictions (a tensor, to avoid a sync per step)."""
+def compute_loss(loss: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The mean loss; classification losses take logits."""
     if loss == "cross_entropy":
-        value = F.cross_entropy(out, target)
-        return value, (out.argmax(dim=1) == target).sum()
+        return F.cross_entropy(out, target)
     target = target.to(out.dtype).reshape(out.shape)
     if loss == "binary_cross_entropy":
-        value = F.binary_cross_entropy_with_logits(out, target)
-        hits = ((out > 0) == (target > 0.5)).to(out.dtype)
-        return value, hits.reshape(len(out), -1).mean(dim=1).sum()
-    value = F.mse_loss(out, target) if loss == "mse" else F.l1_loss(out, target)
-    return value, torch.zeros((), dtype=out.dtype)
+        return F.binary_cross_entropy_with_logits(out, target)
+    return F.mse_loss(out, target) if loss == "mse" else F.l1_loss(out, target)
+
+
+def count_correct(loss: str, out: torch.Tensor, target: torch.Tensor) -> float:
+    """Correct predictions in the batch (binary: per sample, the share of correct output units)."""
+    if loss == "cross_entropy":
+        return float((out.argmax(dim=1) == target).sum())
+    if loss == "binary_cross_entropy":
+        hits = (out > 0) == (target.reshape(out.shape) > 0.5)
+        return float(hits.reshape(len(out), -1).to(out.dtype).mean(dim=1).sum())
+    return 0.0
 
 
 class TorchTrainer(Trainer):
@@ -58,6 +64,7 @@ class TorchTrainer(Trainer):
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = _make_optimizer(optimizer, self.params)
         self.steps = 0
+        self._lr: float | None = None
 
     def reseed(self, seed):
         if seed is not None:
@@ -69,26 +76,36 @@ class TorchTrainer(Trainer):
     def _target(self, target: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(target))
 
-    def train_step(self, inputs, target, lr):
+    def _train_mode(self) -> None:
+        if self.module.training:
+            return  # switching modes walks every module: only do it when it changes
         self.module.train()
         for block in self.module.blocks.values():
             if block.frozen:
                 block.eval()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+
+    def train_step(self, inputs, target, lr):
+        self._train_mode()
+        if lr != self._lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self._lr = lr
         out = self._forward(inputs)
-        value, correct = compute_loss(self.loss, out, self._target(target))
+        with torch.no_grad():
+            correct = count_correct(self.loss, out, target_tensor := self._target(target))
+        value = compute_loss(self.loss, out, target_tensor)
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
         self.optimizer.step()
         self.steps += 1
-        return value.item() * len(target), correct.item()
+        return value.item() * len(target), correct
 
     def eval_step(self, inputs, target):
         self.module.eval()
         with torch.inference_mode():
-            value, correct = compute_loss(self.loss, self._forward(inputs), self._target(target))
-        return value.item() * len(target), correct.item()
+            out, target_tensor = self._forward(inputs), self._target(target)
+            return compute_loss(self.loss, out, target_tensor).item() * len(target), count_correct(
+                self.loss, out, target_tensor)
 
     def _slots(self):
         """(layer kind, layer, weight, tensors) for trainable neutral weights."""

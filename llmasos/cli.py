@@ -1,0 +1,283 @@
+"""The ``llmasos`` command line; it mirrors the Python API.
+
+::
+
+    llmasos demo [--framework tf] [--dir DIR]       train on scikit-learn's digits, end to end
+    llmasos train CONFIG [--framework tf] [--epochs N] [--out model.h5]
+    llmasos info model.h5                           spec, framework, versions, metadata
+    llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token SECRET]
+
+Each subcommand is a pair of small functions: ``_add_<name>(subparsers)`` declares its arguments
+and ``_<name>(args) -> int`` runs it. Add one by writing both and listing the first in
+:data:`COMMANDS`. Commands in :data:`PLANNED` answer "not available yet" until they exist.
+Errors llmasos raises on purpose print ``error: <message>`` and exit with status 2.
+
+>>> main(["--version"])  # doctest: +ELLIPSIS
+llmasos ...
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .errors import LlmasosError, ModelFileError
+from .training import Callback
+
+DEMO_EPOCHS = 10
+
+
+# -- train --------------------------------------------------------------------------------------
+
+
+def _add_train(commands: Any) -> None:
+    parser = commands.add_parser("train", help="train the model a YAML config describes, then save it",
+                                 description="Train the model a YAML config describes, evaluate it on data.test "
+                                             "and save it (see llmasos.config for the format).")
+    parser.add_argument("config", help="the YAML config file")
+    parser.add_argument("--framework", help="torch or tf; overrides the config's framework")
+    parser.add_argument("--epochs", type=int, help="overrides training.epochs")
+    parser.add_argument("--out", help="where to save the model (.h5); overrides the config's output")
+    parser.set_defaults(run=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    config = load_config(args.config)
+    model = config.build_model(args.framework)
+    train, test = config.train_dataset(), config.test_dataset()
+    settings = config.training
+    epochs = settings.epochs if args.epochs is None else args.epochs
+    output = Path(args.out) if args.out else config.output_path
+    optimizer = config.optimizer()
+    print(f"llmasos train {args.config}: framework {model.framework}, {len(train):,} training rows"
+          + (f", {len(test):,} test rows" if test is not None else ""))
+    print(model.summary())
+    print(f"optimizer {optimizer.name} lr={optimizer.lr:g}; {epochs} epochs, batch size {settings.batch_size}, "
+          f"seed {settings.seed}")
+    started = time.perf_counter()
+    model.train(train, optimizer, epochs=epochs, batch_size=settings.batch_size, validation=test,
+                seed=settings.seed, loss=settings.loss, callbacks=[*config.callbacks(), _EpochPrinter(epochs)])
+    print(f"trained in {time.perf_counter() - started:.1f} s")
+    if test is not None:
+        print(f"test: {_metrics(model.evaluate(test))}")
+    model.save(output)
+    print(f"saved {output}")
+    return 0
+
+
+class _EpochPrinter(Callback):
+    """Prints one line per epoch, so a run shows progress even where no progress bar is drawn."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, model: Any, logs: dict) -> bool:
+        shown = {k: v for k, v in logs.items() if k not in ("epoch", "seconds", "lr")}
+        print(f"epoch {logs['epoch']}/{self.epochs}: {_metrics(shown)} ({logs.get('seconds', 0):.1f} s)", flush=True)
+        return False
+
+
+def _metrics(values: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+
+
+# -- info ---------------------------------------------------------------------------------------
+
+
+def _add_info(commands: Any) -> None:
+    parser = commands.add_parser("info", help="describe a model file (.h5 or .onnx)")
+    parser.add_argument("file", help="an llmasos .h5 file, or an .onnx file")
+    parser.set_defaults(run=_info)
+
+
+def _info(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        from .io import read_info
+
+        details = read_info(path)
+    elif suffix == ".onnx":
+        describe = _export_info()
+        if describe is None:
+            raise LlmasosError("reading .onnx files needs llmasos.export.info, which this version does not have yet")
+        details = describe(str(path))
+    else:
+        raise ModelFileError(f"{path}: llmasos info reads .h5 (llmasos models) and .onnx files, "
+                             f"got {suffix or 'no suffix'!r}")
+    print(_render(details))
+    return 0
+
+
+def _export_info() -> Callable[[str], Any] | None:
+    if importlib.util.find_spec("llmasos.export") is None:
+        return None
+    from . import export
+
+    return getattr(export, "info", None)
+
+
+def _render(details: Any) -> str:
+    """Key: value lines; nested mappings indented; the layer table ("summary") last."""
+    if isinstance(details, str):
+        return details
+    lines, tables = [], []
+    for key, value in details.items():
+        if isinstance(value, str) and "\n" in value:
+            tables.append(value)
+        elif isinstance(value, dict):
+            lines.append(f"{key}:" + ("" if value else " none"))
+            lines += [f"  {k}: {_plain(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key}: {_plain(value)}")
+    return "\n".join(lines + tables)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return "; ".join(", ".join(f"{k}={v}" for k, v in item.items()) for item in value)
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def _add_demo(commands: Any) -> None:
+    parser = commands.add_parser("demo", help="train, evaluate and save a model on bundled data, no set-up",
+                                 description="Write scikit-learn's digits to CSV, train a small network on them, "
+                                             "evaluate it and save it, printing each step and where files went.")
+    parser.add_argument("--framework", help="torch or tf (default: $LLMASOS_FRAMEWORK, else the one installed)")
+    parser.add_argument("--dir", help="folder for the CSVs and model.h5 (default: a new temporary folder)")
+    parser.set_defaults(run=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .adapters import resolve_framework
+    from .data import Dataset, digits_csv
+    from .model import Model
+    from .optim import Optimizer
+
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="llmasos-demo-"))
+    framework = resolve_framework(args.framework)
+    train_csv, test_csv = digits_csv(folder)
+    train, test = Dataset(train_csv, mode="train"), Dataset(test_csv, mode="test")
+    print(f"llmasos demo, framework {framework}")
+    print("1. data: scikit-learn's digits (8x8 images as 64 pixel columns p0..p63 in [0, 1], column label 0-9)")
+    print(f"   training: {len(train):,} rows -> {train_csv}")
+    print(f"   test:     {len(test):,} rows -> {test_csv}")
+    model = Model(input_dim=64, output_dim=10, framework=framework)
+    model.add_layer("Dense", 128, activation="relu")
+    model.add_layer("Dense", 10, activation="softmax")
+    print("2. model:")
+    print(model.summary())
+    optimizer = Optimizer("Adam", lr=0.001)
+    print(f"3. training: Adam lr=0.001, {DEMO_EPOCHS} epochs, batch size 32, seed 0, validating on the test rows")
+    started = time.perf_counter()
+    model.train(train, optimizer, epochs=DEMO_EPOCHS, batch_size=32, validation=test, seed=0,
+                callbacks=[_EpochPrinter(DEMO_EPOCHS)])
+    print(f"   trained in {time.perf_counter() - started:.1f} s")
+    result = model.evaluate(test)
+    print(f"4. evaluation on the test rows: test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f}")
+    saved = model.save(folder / "model.h5")
+    print(f"5. saved {saved}")
+    print(f"   inspect it: llmasos info {saved}")
+    print(f"   load it:    Model.load({str(saved)!r}, framework='tf')")
+    return 0
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+def _add_serve(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="serve a .h5, an .onnx or a model repository over HTTP",
+                                 description="Serve with ONNX Runtime over the Open Inference Protocol (v2, "
+                                             "as Triton and KServe speak it) until Ctrl-C or SIGTERM.")
+    parser.add_argument("path", help="a .h5, an .onnx file, or a folder repo/<model>/<version>/model.onnx")
+    parser.add_argument("--providers", default="cpu", help="execution providers in fallback order (cuda,cpu)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--name", help="model name for a single file (default: the file's stem)")
+    parser.add_argument("--max-batch", type=int, default=0, help="merge concurrent requests up to N rows")
+    parser.add_argument("--batch-timeout-ms", type=float, default=5.0, help="longest wait for a batch to fill")
+    parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (health checks excepted)")
+    parser.add_argument("--version-policy", default="latest", help="latest, latest:N, all, or pinned: 1,3")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between repository checks (0: off)")
+    parser.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import Deployer
+
+    Deployer(args.path, providers=args.providers, host=args.host, port=args.port, name=args.name,
+             max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms, token=args.token,
+             version_policy=args.version_policy, poll_s=args.poll).deploy()
+    return 0
+
+
+# -- commands other modules will bring ----------------------------------------------------------
+
+
+def _stub(name: str, module: str) -> Callable[[Any], None]:
+    def add(commands: Any) -> None:
+        parser = commands.add_parser(name, help="not available yet", add_help=False)
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.set_defaults(run=lambda args: _not_available(name, module))
+
+    return add
+
+
+def _not_available(name: str, module: str) -> int:
+    reason = "is not in this version" if importlib.util.find_spec(module) is None else \
+        "has no command-line entry yet"
+    print(f"llmasos {name} is not available yet: {module} {reason}", file=sys.stderr)
+    return 2
+
+
+COMMANDS: dict[str, Callable[[Any], None]] = {"train": _add_train, "info": _add_info, "demo": _add_demo,
+                                               "serve": _add_serve}
+PLANNED = {"export": "llmasos.export", "serve": "llmasos.serve", "bench": "llmasos.bench", "zoo": "llmasos.zoo"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmasos", description="Describe a model once, train it in PyTorch or "
+                                                                 "TensorFlow, ship it as ONNX.")
+    parser.add_argument("--version", action="version", version=f"llmasos {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, add in COMMANDS.items():
+        add(commands)
+    for name, module in PLANNED.items():
+        if name not in COMMANDS:
+            _stub(name, module)(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad usage or an llmasos error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors; keep main() returning a status
+        return exit_.code if isinstance(exit_.code, int) else 0
+    try:
+        return args.run(args)
+    except LlmasosError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
