@@ -184,6 +184,13 @@ class ModelSpec:
             return "linear"
         return self.layer(self.outputs[0]).config.get("activation", "linear")
 
+    def logits_layer(self) -> str | None:
+        """The output layer whose softmax/sigmoid the classification losses fold in, if any.
+
+        Adapters leave that activation out while training, so it is never applied twice.
+        """
+        return self.outputs[0] if self.final_activation() in ("softmax", "sigmoid") else None
+
     def validate(self) -> "ModelSpec":
         if not self.inputs:
             raise SpecError("the model has no input")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+from ..coexist import before_torch
 
-from ...spec import ModelSpec
-from ..base import Backend
+before_torch()
+
+import torch  # noqa: E402
+
+from ...spec import ModelSpec  # noqa: E402
+from ..base import Backend  # noqa: E402
 from .build import TorchModel, build
 
 

@@ -36,7 +36,7 @@ class GraphModule(nn.Module):
             _key(layer.name): MODULES[layer.kind](layer.config, [shapes[s] for s in layer.inputs])
             for layer in spec.layers
         })
-        self.logits_layer = _logits_layer(spec)
+        self.logits_layer = spec.logits_layer()
 
     def forward(self, *inputs: torch.Tensor, logits: bool = False):
         values = dict(zip(self.input_names, inputs))
@@ -54,12 +54,6 @@ class GraphModule(nn.Module):
 def _key(name: str) -> str:
     return name.replace(".", "__")
 
-
-def _logits_layer(spec: ModelSpec) -> str | None:
-    """The output layer whose softmax/sigmoid the classification losses fold in."""
-    if spec.final_activation() in ("softmax", "sigmoid"):
-        return spec.outputs[0]
-    return None
 
 
 class TorchModel(CompiledModel):

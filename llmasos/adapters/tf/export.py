@@ -1,0 +1,63 @@
+"""ONNX export of a compiled Keras model with tf2onnx.
+
+``tf2onnx.convert.from_keras`` fails on Keras 3 models, so the model is wrapped in a
+``tf.function`` with an input signature (batch and the spec's ``None`` dimensions dynamic) and
+converted with ``from_function``. The graph takes and returns channels-first tensors — the
+transposes to and from TensorFlow's channels-last layout are inside it — so the file looks the
+same whichever framework wrote it. Input and output names are the spec's.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import onnx
+import tensorflow as tf
+import tf2onnx
+
+from .build import TFModel, keras_name
+
+DEFAULT_OPSET = 17
+
+
+def export_onnx(model: TFModel, path: str, opset: int | None = None) -> dict:
+    """Write ``model`` in inference mode to one ONNX file at ``path``; returns notes for the report."""
+    opset = opset or DEFAULT_OPSET
+    names = [i.name for i in model.spec.inputs]
+    signature = model.input_signature(named=True)
+
+    @tf.function(input_signature=signature)
+    def serve(*inputs):
+        # a dict of outputs makes tf2onnx name the graph outputs by its keys
+        return model.native(dict(zip(names, inputs)), training=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
+    _name_graph(proto, model)
+    onnx.save_model(proto, path, save_as_external_data=False)
+    return {"exporter": f"tf2onnx {tf2onnx.__version__} (from_function), tensorflow {tf.__version__}",
+            "opset": opset}
+
+
+def _name_graph(proto: onnx.ModelProto, model: TFModel) -> None:
+    """Give the graph inputs the spec's names where TensorFlow needed others (a leading "_"),
+    and the dynamic dimensions the names the torch exporter gives them ("batch",
+    "<input>_dim<axis>"), so the file does not depend on the framework that wrote it.
+
+    Outputs already carry the spec's names: tf2onnx names them by the output dict's keys.
+    """
+    names = {keras_name(i.name): i.name for i in model.spec.inputs}
+    for value in proto.graph.input:
+        value.name = names.get(value.name, value.name)
+    for node in proto.graph.node:
+        node.input[:] = [names.get(n, n) for n in node.input]
+    by_name = {i.name: i for i in model.spec.inputs}
+    for value in proto.graph.input:
+        spec_input = by_name[value.name]
+        dims = value.type.tensor_type.shape.dim
+        for axis, size in enumerate((None, *spec_input.shape)):
+            if size is None:
+                dims[axis].dim_param = "batch" if axis == 0 else f"{spec_input.name}_dim{axis}"
+    for value in proto.graph.output:
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"

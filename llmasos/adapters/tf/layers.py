@@ -1,0 +1,244 @@
+"""Keras layers for the spec's layer kinds, and custom ones where Keras' own cannot give the
+neutral semantics (torch-style BatchNorm statistics, dilated strided convolution, explicit
+pooling padding, a leaky ReLU slope of 0.01, exact GELU).
+
+TensorFlow's CPU kernels compute channels last only, so every layer here that has a channel
+axis works channels last ("cl"); :data:`LAYOUTS` says which layout each kind wants its input in
+and :mod:`.build` inserts the transposes.
+
+>>> layer = make_layer("Conv2D", {"filters": 8, "kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1],
+...                               "dilation": [1, 1], "groups": 1, "use_bias": True}, [(3, 32, 32)], "conv", "cl")
+>>> tuple(layer(tf.zeros((1, 32, 32, 3))).shape)
+(1, 16, 16, 8)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import keras
+import tensorflow as tf
+
+from ... import layers as catalog
+
+# The layout each kind wants its inputs in: "cl" (channel axis last, what TensorFlow's CPU
+# convolutions and pools need), "cf" (as in the spec: the layer works on the spec's last axis,
+# or flattens/reshapes in spec order), or None (elementwise and merges: whatever the first input
+# has). On tensors of rank <= 2 (with batch) both layouts are the same array.
+LAYOUTS: dict[str, str | None] = {
+    "Dense": "cf", "Conv1D": "cl", "Conv2D": "cl", "MaxPool2D": "cl", "AvgPool2D": "cl",
+    "GlobalAvgPool2D": "cl", "Flatten": "cf", "Reshape": "cf", "Dropout": None, "BatchNorm": "cl",
+    "LayerNorm": "cf", "Embedding": "cf", "LSTM": "cf", "GRU": "cf", "MultiHeadAttention": "cf",
+    "Activation": None, "Add": None, "Concatenate": None,
+}
+
+
+def activate(x: tf.Tensor, name: str, negative_slope: float | None = 0.01) -> tf.Tensor:
+    """Apply a spec activation; softmax runs over the last axis of ``x``."""
+    if name == "linear":
+        return x
+    if name == "relu":
+        return tf.nn.relu(x)
+    if name == "gelu":
+        return tf.nn.gelu(x, approximate=False)  # the exact erf form; Keras' default is the tanh one
+    if name == "tanh":
+        return tf.tanh(x)
+    if name == "sigmoid":
+        return tf.sigmoid(x)
+    if name == "softmax":
+        return tf.nn.softmax(x, axis=-1)
+    if name == "silu":
+        return tf.nn.silu(x)
+    if name == "leaky_relu":
+        return tf.nn.leaky_relu(x, alpha=0.01 if negative_slope is None else negative_slope)
+    raise ValueError(f"unknown activation {name!r}; known: {', '.join(catalog.ACTIVATIONS)}")
+
+
+class Activate(keras.layers.Layer):
+    """A spec activation as its own layer, so a graph can stop just before it (logits)."""
+
+    def __init__(self, activation: str, negative_slope: float | None = 0.01, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = activation
+        self.negative_slope = negative_slope
+
+    def call(self, x):
+        return activate(x, self.activation, self.negative_slope)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "activation": self.activation, "negative_slope": self.negative_slope}
+
+
+def _explicit(padding: list[int]) -> list[list[int]]:
+    """tf.nn's explicit padding for a channels-last batch: symmetric per spatial axis."""
+    return [[0, 0], *([p, p] for p in padding), [0, 0]]
+
+
+class Conv(keras.layers.Layer):
+    """Conv1D/Conv2D on channels-last input with kernel ``(*k, in / groups, out)``.
+
+    Keras' own Conv refuses stride > 1 with dilation > 1, and TensorFlow's CPU backward kernel
+    refuses any dilation, so a dilated kernel is spread out with zeros here instead (the same
+    numbers; TF's "same" padding then sees the same effective size). 1-D runs as 2-D with a
+    height of one, because ``tf.nn.conv1d`` takes no explicit padding.
+    """
+
+    def __init__(self, filters: int, kernel_size: list[int], stride: list[int], padding: Any,
+                 dilation: list[int], groups: int = 1, use_bias: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filters, self.groups, self.use_bias = filters, groups, use_bias
+        self.kernel_size, self.stride, self.dilation = list(kernel_size), list(stride), list(dilation)
+        self.padding = padding
+        self.spatial = len(self.kernel_size)
+
+    def build(self, input_shape) -> None:
+        shape = (*self.kernel_size, input_shape[-1] // self.groups, self.filters)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
+
+    def _dilated_kernel(self) -> tf.Tensor:
+        kernel = tf.convert_to_tensor(self.kernel)
+        for axis, rate in enumerate(self.dilation):
+            if rate > 1:
+                taps = tf.unstack(kernel, axis=axis)
+                gap = [tf.zeros_like(taps[0])] * (rate - 1)
+                kernel = tf.stack([t for tap in taps[:-1] for t in (tap, *gap)] + [taps[-1]], axis=axis)
+        return kernel
+
+    def call(self, x):
+        kernel, stride, padding = self._dilated_kernel(), list(self.stride), self.padding
+        if self.spatial == 1:  # as 2-D with a height of one
+            x, kernel, stride = tf.expand_dims(x, 1), tf.expand_dims(kernel, 0), [1, *stride]
+            padding = padding if isinstance(padding, str) else [0, *padding]
+        padding = padding.upper() if isinstance(padding, str) else _explicit(padding)
+        out = tf.nn.conv2d(x, kernel, [1, *stride, 1], padding)
+        if self.spatial == 1:
+            out = tf.squeeze(out, 1)
+        return out if self.bias is None else tf.nn.bias_add(out, self.bias)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "stride": self.stride, "padding": self.padding, "dilation": self.dilation,
+                "groups": self.groups, "use_bias": self.use_bias}
+
+
+class Pool2D(keras.layers.Layer):
+    """Max or average pooling, channels last, with torch's meaning of explicit padding: max pools
+    pad with -inf (padding never wins), average pools count the padded zeros."""
+
+    def __init__(self, mode: str, pool_size: list[int], stride: list[int], padding: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode, self.pool_size, self.stride, self.padding = mode, list(pool_size), list(stride), padding
+
+    def call(self, x):
+        padding = "VALID"
+        if self.padding == "same":
+            padding = "SAME"  # TensorFlow's "same" pooling ignores the padded cells, i.e. pads -inf
+        elif self.padding != "valid":
+            x = tf.pad(x, _explicit(self.padding), constant_values=-math.inf if self.mode == "max" else 0.0)
+        pool = tf.nn.max_pool2d if self.mode == "max" else tf.nn.avg_pool2d
+        return pool(x, self.pool_size, self.stride, padding)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode, "pool_size": self.pool_size, "stride": self.stride,
+                "padding": self.padding}
+
+
+class BatchNorm(keras.layers.Layer):
+    """Batch normalisation over the last axis with torch's semantics.
+
+    Training normalises with the biased batch variance and updates
+    ``running = (1 - momentum) * running + momentum * batch`` with the *unbiased* variance;
+    Keras' BatchNormalization uses the biased one and the opposite meaning of momentum. A layer
+    set non-trainable runs in inference mode and keeps its statistics, as Keras' own does.
+    """
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.momentum, self.eps = momentum, eps
+
+    def build(self, input_shape) -> None:
+        channels = (input_shape[-1],)
+        self.gamma = self.add_weight(name="gamma", shape=channels, initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=channels, initializer="zeros")
+        self.moving_mean = self.add_weight(name="moving_mean", shape=channels, initializer="zeros", trainable=False)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=channels, initializer="ones",
+                                               trainable=False)
+
+    def call(self, x, training=False):
+        if training and self.trainable:
+            axes = list(range(x.shape.rank - 1))
+            mean, variance = tf.nn.moments(x, axes)
+            count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+            unbiased = variance * count / (count - 1.0)
+            self.moving_mean.assign((1.0 - self.momentum) * self.moving_mean + self.momentum * mean)
+            self.moving_variance.assign((1.0 - self.momentum) * self.moving_variance + self.momentum * unbiased)
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        return (x - mean) * (self.gamma * tf.math.rsqrt(variance + self.eps)) + self.beta
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "momentum": self.momentum, "eps": self.eps}
+
+
+def channel_axis(axis: int, rank: int, layout: str) -> int:
+    """Where the spec's ``axis`` (of a batched tensor of ``rank``) lies in ``layout``."""
+    if layout == "cf" or rank <= 2:
+        return axis
+    return rank - 1 if axis == 1 else axis - 1
+
+
+def _conv(c, shapes, name, layout):
+    return Conv(c["filters"], c["kernel_size"], c["stride"], c["padding"], c["dilation"], c["groups"],
+                c["use_bias"], name=name)
+
+
+def _pool(mode):
+    return lambda c, shapes, name, layout: Pool2D(mode, c["pool_size"], c["stride"], c["padding"], name=name)
+
+
+def _recurrent(cls):
+    # Keras' LSTM/GRU already have the neutral gate order and bias layout (GRU: reset_after).
+    return lambda c, shapes, name, layout: cls(c["units"], return_sequences=c["return_sequences"], name=name)
+
+
+_MAKERS: dict[str, Callable[[dict, list[tuple], str, str], keras.layers.Layer]] = {
+    "Dense": lambda c, shapes, name, layout: keras.layers.Dense(c["units"], use_bias=c["use_bias"], name=name),
+    "Conv1D": _conv,
+    "Conv2D": _conv,
+    "MaxPool2D": _pool("max"),
+    "AvgPool2D": _pool("avg"),
+    "GlobalAvgPool2D": lambda c, shapes, name, layout: keras.layers.GlobalAveragePooling2D(name=name),
+    "Flatten": lambda c, shapes, name, layout: keras.layers.Flatten(name=name),
+    "Reshape": lambda c, shapes, name, layout: keras.layers.Reshape(c["target_shape"], name=name),
+    "Dropout": lambda c, shapes, name, layout: keras.layers.Dropout(c["rate"], name=name),
+    "BatchNorm": lambda c, shapes, name, layout: BatchNorm(c["momentum"], c["eps"], name=name),
+    "LayerNorm": lambda c, shapes, name, layout: keras.layers.LayerNormalization(epsilon=c["eps"], name=name),
+    "Embedding": lambda c, shapes, name, layout: keras.layers.Embedding(c["vocab_size"], c["dim"], name=name),
+    "LSTM": _recurrent(keras.layers.LSTM),
+    "GRU": _recurrent(keras.layers.GRU),
+    "MultiHeadAttention": lambda c, shapes, name, layout: keras.layers.MultiHeadAttention(
+        c["num_heads"], catalog.MultiHeadAttention.key_dim(c, shapes), dropout=c["dropout"], name=name),
+    "Activation": lambda c, shapes, name, layout: Activate(c["activation"], c["negative_slope"], name=name),
+    "Add": lambda c, shapes, name, layout: keras.layers.Add(name=name),
+    "Concatenate": lambda c, shapes, name, layout: keras.layers.Concatenate(
+        channel_axis(catalog.concat_axis(c, len(shapes[0]) + 1), len(shapes[0]) + 1, layout), name=name),
+}
+
+
+def make_layer(kind: str, config: dict, shapes: list[tuple], name: str, layout: str) -> keras.layers.Layer:
+    """The Keras layer for one spec layer, without its fused activation; ``layout`` is the one its
+    inputs arrive in, ``shapes`` their spec shapes (batch excluded)."""
+    return _MAKERS[kind](config, shapes, name, layout)
+
+
+def call_layer(kind: str, layer: keras.layers.Layer, inputs: list, config: dict):
+    """Call a layer made by :func:`make_layer` on its inputs, as the spec means them."""
+    if kind == "MultiHeadAttention":
+        # spec order: (x), (query, value) or (query, key, value); Keras: call(query, value, key)
+        key = inputs[1] if len(inputs) == 3 else None
+        return layer(inputs[0], inputs[-1], key=key, use_causal_mask=config["causal"])
+    if kind in ("Add", "Concatenate"):
+        return layer(list(inputs))
+    return layer(inputs[0])
