@@ -4,7 +4,9 @@
 
     llmasos demo [--framework tf] [--dir DIR]       train on scikit-learn's digits, end to end
     llmasos train CONFIG [--framework tf] [--epochs N] [--out model.h5]
-    llmasos info model.h5                           spec, framework, versions, metadata
+    llmasos info model.h5|model.onnx                spec, framework, versions, metadata (ONNX: ops, shapes)
+    llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA] [--fp16]
+    llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32]
     llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token SECRET]
 
 Each subcommand is a pair of small functions: ``_add_<name>(subparsers)`` declares its arguments
@@ -229,6 +231,77 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export -------------------------------------------------------------------------------------
+
+
+def _add_export(commands: Any) -> None:
+    parser = commands.add_parser("export", help="export a .h5 model to verified ONNX, optionally int8/fp16 copies",
+                                 description="Export to ONNX, check the file and verify it against the model; "
+                                             "--quantize and --fp16 also write <name>.int8.onnx (static: "
+                                             "<name>.int8-qdq.onnx) and <name>.fp16.onnx beside it.")
+    parser.add_argument("model", help="an llmasos .h5 file")
+    parser.add_argument("-o", "--output", help="the ONNX file (default: the model's path with .onnx)")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default 18)")
+    parser.add_argument("--no-verify", action="store_true", help="skip comparing ONNX Runtime with the model")
+    parser.add_argument("--quantize", choices=("dynamic", "static"), help="also write an INT8 copy")
+    parser.add_argument("--calibration", help="typical inputs for --quantize static (CSV, Parquet, HDF5, NumPy)")
+    parser.add_argument("--fp16", action="store_true", help="also write a float16 copy (float32 inputs/outputs)")
+    parser.add_argument("--eval", help="labelled held-out data: report each copy's accuracy against the fp32 file")
+    parser.set_defaults(run=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from . import export
+    from .data import Dataset
+    from .errors import ExportError
+
+    if (args.quantize == "static") != bool(args.calibration):
+        raise ExportError("--quantize static needs --calibration DATA, and --calibration is only for it")
+    output = Path(args.output) if args.output else Path(args.model).with_suffix(".onnx")
+    evaluation = Dataset(args.eval, mode="test") if args.eval else None
+    print(export.to_onnx(args.model, output, opset=args.opset, verify=not args.no_verify))
+    if args.quantize:
+        calibration = Dataset(args.calibration, mode="test") if args.calibration else None
+        suffix = ".int8.onnx" if args.quantize == "dynamic" else ".int8-qdq.onnx"
+        print(export.quantize(output, output.with_suffix(suffix), mode=args.quantize, calibration=calibration,
+                              eval_data=evaluation))
+    if args.fp16:
+        print(export.to_fp16(output, output.with_suffix(".fp16.onnx"), eval_data=evaluation))
+    return 0
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+
+def _add_bench(commands: Any) -> None:
+    parser = commands.add_parser("bench", help="latency and throughput of an ONNX file in ONNX Runtime")
+    parser.add_argument("file", help="an .onnx file")
+    parser.add_argument("--providers", default="cpu", help="execution providers in fallback order (cuda,cpu)")
+    parser.add_argument("--batch", default=(1, 8, 32), type=_batch_sizes, help="batch sizes (default 1,8,32)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="timing per batch size (default 1)")
+    parser.set_defaults(run=_bench)
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes are positive ints separated by commas, got {text!r}")
+    return sizes
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .export import bench
+    from .export.benchmark import format_table
+
+    rows = bench(args.file, providers=args.providers, batches=args.batch, seconds=args.seconds)
+    print(f"llmasos bench {args.file}")
+    print(format_table(rows))
+    return 0
+
+
 # -- commands other modules will bring ----------------------------------------------------------
 
 
@@ -249,8 +322,8 @@ def _not_available(name: str, module: str) -> int:
 
 
 COMMANDS: dict[str, Callable[[Any], None]] = {"train": _add_train, "info": _add_info, "demo": _add_demo,
-                                               "serve": _add_serve}
-PLANNED = {"export": "llmasos.export", "serve": "llmasos.serve", "bench": "llmasos.bench", "zoo": "llmasos.zoo"}
+                                               "serve": _add_serve, "export": _add_export, "bench": _add_bench}
+PLANNED = {"serve": "llmasos.serve", "zoo": "llmasos.zoo"}
 
 
 def build_parser() -> argparse.ArgumentParser:

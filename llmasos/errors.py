@@ -38,3 +38,47 @@ class ModelFileError(LlmasosError, ValueError):
 
 class ConfigError(LlmasosError, ValueError):
     """A config file has a bad key or value; the message names the key and what is allowed."""
+
+
+class OnnxFileError(LlmasosError, ValueError):
+    """An ONNX file is missing, is not ONNX, or names an external-data file that is not there."""
+
+
+class ProviderError(LlmasosError, ValueError):
+    """An execution provider is unknown, not installed, or failed to initialise (strict mode)."""
+
+
+class ServeError(LlmasosError, ValueError):
+    """A request or deployment the server cannot serve; ``status`` is the HTTP code it answers with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ZooError(LlmasosError, ValueError):
+    """A zoo request cannot be met: unknown model name, duplicate registration, bad load option."""
+
+
+class WeightsError(ZooError):
+    """Pretrained weights do not fit the model: wrong shapes, missing or unexpected keys, another
+    architecture's file, or a file that is not a plain state dict."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """No pretrained weights were found offline; the message lists every place looked in."""
+
+
+class ExportError(LlmasosError, ValueError):
+    """A model cannot be exported or converted: never built, a layer or op the exporter cannot
+    write at the asked opset (the message names both and the framework), a missing folder."""
+
+
+class VerificationError(ExportError):
+    """An ONNX file does not compute what its source model computes: different output names or
+    shapes, or values further apart than the tolerance (both numbers are in the message)."""
+
+    def __init__(self, message: str, max_abs_diff: float | None = None, atol: float | None = None) -> None:
+        super().__init__(message)
+        self.max_abs_diff = max_abs_diff
+        self.atol = atol

@@ -1,0 +1,133 @@
+"""One loaded model version: an ONNX Runtime session, verified by a warm-up run, and its checks.
+
+Creating a :class:`ModelVersion` runs the model once on zeros, so a version that cannot run never
+serves. Requests are checked against the model's inputs before ONNX Runtime sees them, so a bad
+request is a clear 400 and not an ONNX Runtime error.
+
+>>> import onnx, onnx.helper as h, tempfile, os
+>>> graph = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g",
+...     [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3])],
+...     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 3])])
+>>> path = os.path.join(tempfile.mkdtemp(), "relu.onnx")
+>>> onnx.save(h.make_model(graph), path)
+>>> model = ModelVersion.open("relu", 1, path)
+>>> model.inputs, model.batchable
+([TensorSpec(name='x', datatype='FP32', shape=(-1, 3))], True)
+>>> model.predict(np.array([[-1.0, 0.0, 2.0]]))
+array([[0., 0., 2.]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import ServeError
+from ..export.providers import ProviderSpec, session as open_session
+from .batching import Batcher, Feeds, rows_of
+from .tensors import DATATYPES, TensorSpec, specs_from_session
+
+PLATFORM = "onnxruntime_onnx"
+
+
+def _invalid_argument() -> type[Exception]:
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+    return InvalidArgument
+
+
+class ModelVersion:
+    """A session for one version of one model, checked and warmed up.
+
+    With ``max_batch > 1`` and a dynamic first dimension on every input and output, ``batcher``
+    merges concurrent requests; ``observe(rows)`` is told the size of every run.
+    """
+
+    def __init__(self, name: str, version: int, session: Any, *, max_batch: int = 0,
+                 batch_timeout_s: float = 0.005, allow_nan: bool = False,
+                 observe: Callable[[int], None] = lambda rows: None) -> None:
+        self.name, self.version, self.session = name, version, session
+        self.inputs, self.outputs = specs_from_session(session)
+        self.providers: list[str] = session.get_providers()
+        self._specs = {spec.name: spec for spec in self.inputs}
+        self._output_names = [spec.name for spec in self.outputs]
+        self._allow_nan, self._observe = allow_nan, observe
+        outputs = self._run(self._zeros())  # the warm-up: not a request, so not observed
+        self.batchable = all(s.shape[:1] == (-1,) for s in self.inputs + self.outputs) and all(
+            array.shape[:1] == (2,) for array in outputs.values())
+        self.batcher = (Batcher(self.run, max_batch, batch_timeout_s)
+                        if max_batch > 1 and self.batchable else None)
+
+    @classmethod
+    def open(cls, name: str, version: int, path: str | os.PathLike, *,
+             providers: Iterable[ProviderSpec] = ("cpu",), strict: bool = False,
+             **options: Any) -> ModelVersion:
+        """Open ``path`` on ``providers`` (see :func:`llmasos.export.providers.session`)."""
+        return cls(name, version, open_session(path, providers, strict), **options)
+
+    def _zeros(self) -> Feeds:
+        """Warm-up input: a batch of 2 where the first dimension varies, 1 for other varying ones."""
+        feeds = {}
+        for spec in self.inputs:
+            shape = [d if d >= 0 else 2 if i == 0 else 1 for i, d in enumerate(spec.shape)]
+            dtype = DATATYPES[spec.datatype].numpy
+            feeds[spec.name] = (np.full(shape, "", dtype=object) if spec.datatype == "BYTES"
+                                else np.zeros(shape, dtype))
+        return feeds
+
+    def check(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Raise :class:`ServeError` (400) unless ``feeds`` are exactly the model's inputs."""
+        missing = [name for name in self._specs if name not in feeds]
+        extra = [name for name in feeds if name not in self._specs]
+        if missing or extra:
+            raise ServeError(f"model {self.name!r} takes inputs {list(self._specs)}; "
+                             f"missing {missing}, unknown {extra}")
+        for name, array in feeds.items():
+            spec = self._specs[name]
+            expected = DATATYPES[spec.datatype].numpy
+            if array.dtype != expected and not (spec.datatype == "BYTES" and array.dtype.kind in "OSU"):
+                raise ServeError(f"input {name!r} is {array.dtype} but model {self.name!r} takes "
+                                 f"{spec.datatype}")
+            if array.ndim != len(spec.shape) or any(d >= 0 and d != n for d, n in zip(spec.shape, array.shape)):
+                raise ServeError(f"input {name!r} has shape {list(array.shape)} but model "
+                                 f"{self.name!r} takes {list(spec.shape)} (-1: any size)")
+            if not self._allow_nan and array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise ServeError(f"input {name!r} contains NaN or infinity, which this server refuses")
+
+    def check_outputs(self, requested: list[str] | None) -> None:
+        """Raise :class:`ServeError` (400) if the model lacks an output a request asks for."""
+        unknown = [name for name in requested or () if name not in self._output_names]
+        if unknown:
+            raise ServeError(f"model {self.name!r} has no output(s) {unknown}; "
+                             f"it has {self._output_names}")
+
+    def run(self, feeds: Feeds) -> Feeds:
+        """Run checked ``feeds``; ONNX Runtime's complaints about values become a 400."""
+        rows = rows_of(feeds)
+        self._observe(1 if rows is None else rows)
+        return self._run(feeds)
+
+    def _run(self, feeds: Feeds) -> Feeds:
+        try:
+            results = self.session.run(self._output_names, feeds)
+        except _invalid_argument() as exc:
+            raise ServeError(f"model {self.name!r} rejected the input: {exc}") from None
+        except Exception as exc:  # ONNX Runtime's other errors are untyped
+            raise ServeError(f"model {self.name!r} failed to run: {exc}", 500) from None
+        return dict(zip(self._output_names, results))
+
+    def predict(self, x: np.ndarray | Mapping[str, Any]) -> np.ndarray | Feeds:
+        """Run in-process: an array for a one-input model or a dict by input name; NumPy out."""
+        if not isinstance(x, Mapping):
+            if len(self.inputs) != 1:
+                raise ServeError(f"model {self.name!r} takes {len(self.inputs)} inputs: pass a dict "
+                                 f"by name {list(self._specs)}")
+            x = {self.inputs[0].name: x}
+        feeds = {name: np.asarray(value, dtype=DATATYPES[self._specs[name].datatype].numpy)
+                 if name in self._specs else np.asarray(value) for name, value in x.items()}
+        self.check(feeds)
+        outputs = self.run(feeds)
+        return outputs[self._output_names[0]] if len(outputs) == 1 else outputs
