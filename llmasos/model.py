@@ -150,6 +150,16 @@ class Model:
     def set_weights(self, weights: Weights) -> None:
         self.compiled.set_weights(weights)
 
+    def prune(self, amount: float = 0.5) -> float:
+        """Magnitude pruning: zero the ``amount`` smallest weights of every Dense and Conv kernel;
+        returns the share of zeros in those kernels. Fine-tune, prune again, then export (see
+        :mod:`llmasos.export.prune`)."""
+        from .export.prune import prune_weights
+
+        weights, sparsity = prune_weights(self.spec, self.get_weights(), amount)
+        self.set_weights(weights)
+        return sparsity
+
     def to(self, framework: str) -> "Model":
         """The same model, with the same weights, in another framework."""
         other = Model(spec=ModelSpec.from_dict(self.spec.to_dict()), framework=framework,

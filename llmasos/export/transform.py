@@ -1,0 +1,117 @@
+"""One path for every file made from another (quantised, fp16, graph-optimised): staged
+write, checker, metadata carried over, and a report of size, latency and metric change.
+
+>>> report = export.quantize("model.onnx", "model.int8.onnx", eval_data=test)   # doctest: +SKIP
+>>> print(report)                                                              # doctest: +SKIP
+int8 dynamic: model.int8.onnx (from model.onnx, 1.2 s)
+  size 10,532 bytes (0.40x of 26,203)
+  latency batch 1: 0.008 ms vs 0.007 ms (0.84x speed-up); batch 32: 0.011 ms vs 0.011 ms (0.97x speed-up)
+  accuracy 0.9647 -> 0.9647 (+0.00 points), same class on 100.0% of 397 rows
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from .benchmark import latency
+from .feeds import random_feed
+from .files import file_size, staged
+from .metadata import read_metadata, write_metadata
+from .metrics import compare
+from .providers import check_file, session
+from .validate import check_onnx
+
+if TYPE_CHECKING:
+    from ..data import Dataset
+
+LATENCY_BATCHES = (1, 32)
+LATENCY_SECONDS = 0.3         # per file and batch size
+LATENCY_ROUNDS = 3
+
+
+@dataclass
+class OptimizationReport:
+    """What an optimisation did: sizes, latencies by batch size (ms), and the metric change."""
+
+    path: str
+    source: str
+    method: str
+    size_bytes: int
+    source_size_bytes: int
+    latency_ms: dict[int, float]
+    source_latency_ms: dict[int, float]
+    metric: dict[str, Any] | None
+    seconds: float
+
+    @property
+    def size_ratio(self) -> float:
+        return self.size_bytes / self.source_size_bytes
+
+    def speedup(self, batch: int) -> float:
+        return self.source_latency_ms[batch] / self.latency_ms[batch]
+
+    def __str__(self) -> str:
+        lines = [f"{self.method}: {self.path} (from {self.source}, {self.seconds:.1f} s)",
+                 f"  size {self.size_bytes:,} bytes ({self.size_ratio:.2f}x of {self.source_size_bytes:,})",
+                 "  latency " + "; ".join(f"batch {b}: {ms:.3f} ms vs {self.source_latency_ms[b]:.3f} ms "
+                                          f"({self.speedup(b):.2f}x speed-up)" for b, ms in self.latency_ms.items())]
+        m = self.metric
+        if m and "metric" in m:
+            change = f"{m['change'] * 100:+.2f} points" if m["metric"] == "accuracy" else f"{m['change']:+.4g}"
+            lines.append(f"  {m['metric']} {m['reference']:.4f} -> {m['candidate']:.4f} ({change}), "
+                         f"same class on {m['agreement']:.1%} of {m['rows']:,} rows")
+        elif m:
+            lines.append(f"  same class on {m['agreement']:.1%} of {m['rows']:,} rows, "
+                         f"max abs diff {m['max_abs_diff']:.3g}")
+        return "\n".join(lines)
+
+
+def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: Callable[[str, str], None],
+           eval_data: "Dataset | None" = None) -> OptimizationReport:
+    """Make ``dst`` from ``src`` with ``write(src, tmp)`` and report on it.
+
+    ``src`` is checked first (a missing or non-ONNX file, or missing external data, is an
+    :class:`~llmasos.errors.OnnxFileError`); the result must pass onnx's checker before it is
+    renamed into place; it keeps ``src``'s metadata, with ``method`` appended to ``optimization``.
+    """
+    started = time.perf_counter()
+    source = check_file(src)
+    with staged(dst) as tmp:
+        write(os.fspath(src), os.fspath(tmp))
+        proto = onnx.load(os.fspath(tmp))
+        done = read_metadata(source).get("optimization") or []
+        write_metadata(proto, {**read_metadata(source), "optimization": [*done, method]})
+        onnx.save_model(proto, os.fspath(tmp))
+        check_onnx(tmp)
+        metric = compare(src, tmp, eval_data) if eval_data is not None else None
+        before, after = _latencies(Path(src), tmp)
+        size = file_size(tmp)
+    return OptimizationReport(path=os.fspath(dst), source=os.fspath(src), method=method, size_bytes=size,
+                              source_size_bytes=file_size(src), latency_ms=after,
+                              source_latency_ms=before, metric=metric,
+                              seconds=time.perf_counter() - started)
+
+
+def _latencies(*paths: Path) -> list[dict[int, float]]:
+    """Median ms per batch size of each file; the files take turns, so load on a shared machine
+    hits them alike."""
+    protos, sessions = [check_file(p) for p in paths], [session(p) for p in paths]
+    out: list[dict[int, float]] = [{} for _ in paths]
+    for batch in LATENCY_BATCHES:
+        feeds = [random_feed(proto, batch) for proto in protos]
+        times: list[list[np.ndarray]] = [[] for _ in paths]
+        for round_ in range(LATENCY_ROUNDS):
+            for sess, feed, found in zip(sessions, feeds, times):
+                found.append(latency(sess, feed, LATENCY_SECONDS / LATENCY_ROUNDS, min_runs=1,
+                                     warmup=2 if round_ == 0 else 0))
+        for result, found in zip(out, times):
+            result[batch] = float(np.median(np.concatenate(found)))
+    return out
