@@ -6,12 +6,15 @@
     llmasos train CONFIG [--framework tf] [--epochs N] [--out model.h5]
     llmasos info model.h5|model.onnx                spec, framework, versions, metadata (ONNX: ops, shapes)
     llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA] [--fp16]
+                   [--triton-repo DIR] [--kserve MANIFEST --storage-uri URI]
     llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32]
     llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token SECRET]
+    llmasos zoo list                                names, tasks, frameworks, parameters, weight sources
+    llmasos zoo export NAME -o model.onnx [--framework tf] [--pretrained [PATH]] [--num-classes N]
 
 Each subcommand is a pair of small functions: ``_add_<name>(subparsers)`` declares its arguments
 and ``_<name>(args) -> int`` runs it. Add one by writing both and listing the first in
-:data:`COMMANDS`. Commands in :data:`PLANNED` answer "not available yet" until they exist.
+:data:`COMMANDS`.
 Errors llmasos raises on purpose print ``error: <message>`` and exit with status 2.
 
 >>> main(["--version"])  # doctest: +ELLIPSIS
@@ -22,7 +25,6 @@ llmasos ...
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
@@ -109,23 +111,14 @@ def _info(args: argparse.Namespace) -> int:
 
         details = read_info(path)
     elif suffix == ".onnx":
-        describe = _export_info()
-        if describe is None:
-            raise LlmasosError("reading .onnx files needs llmasos.export.info, which this version does not have yet")
-        details = describe(str(path))
+        from .export import info
+
+        details = info(str(path))
     else:
         raise ModelFileError(f"{path}: llmasos info reads .h5 (llmasos models) and .onnx files, "
                              f"got {suffix or 'no suffix'!r}")
     print(_render(details))
     return 0
-
-
-def _export_info() -> Callable[[str], Any] | None:
-    if importlib.util.find_spec("llmasos.export") is None:
-        return None
-    from . import export
-
-    return getattr(export, "info", None)
 
 
 def _render(details: Any) -> str:
@@ -247,6 +240,13 @@ def _add_export(commands: Any) -> None:
     parser.add_argument("--calibration", help="typical inputs for --quantize static (CSV, Parquet, HDF5, NumPy)")
     parser.add_argument("--fp16", action="store_true", help="also write a float16 copy (float32 inputs/outputs)")
     parser.add_argument("--eval", help="labelled held-out data: report each copy's accuracy against the fp32 file")
+    parser.add_argument("--triton-repo", metavar="DIR",
+                        help="also write a Triton model repository DIR/<name>/{config.pbtxt,1/model.onnx}")
+    parser.add_argument("--name", help="the model's name in the repository or manifest (default: the file's stem)")
+    parser.add_argument("--max-batch", type=int, help="Triton max_batch_size (default 32 when batch is dynamic)")
+    parser.add_argument("--kserve", metavar="MANIFEST",
+                        help="also write a KServe InferenceService for the repository (needs --storage-uri)")
+    parser.add_argument("--storage-uri", help="where the Triton repository will be uploaded (s3://, gs://, pvc://)")
     parser.set_defaults(run=_export)
 
 
@@ -257,6 +257,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if (args.quantize == "static") != bool(args.calibration):
         raise ExportError("--quantize static needs --calibration DATA, and --calibration is only for it")
+    if args.kserve and not args.storage_uri:
+        raise ExportError("--kserve needs --storage-uri: where the Triton repository will be uploaded")
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".onnx")
     evaluation = Dataset(args.eval, mode="test") if args.eval else None
     print(export.to_onnx(args.model, output, opset=args.opset, verify=not args.no_verify))
@@ -267,7 +269,21 @@ def _export(args: argparse.Namespace) -> int:
                               eval_data=evaluation))
     if args.fp16:
         print(export.to_fp16(output, output.with_suffix(".fp16.onnx"), eval_data=evaluation))
+    _write_serving_artifacts(args, output)
     return 0
+
+
+def _write_serving_artifacts(args: argparse.Namespace, onnx_path: Path) -> None:
+    """--triton-repo and --kserve: the same artifact, laid out for Triton or KServe."""
+    if not (args.triton_repo or args.kserve):
+        return
+    from .serve.triton import write_kserve_manifest, write_triton_repo
+
+    name = args.name or onnx_path.stem
+    if args.triton_repo:
+        print(f"Triton repository: {write_triton_repo(onnx_path, args.triton_repo, name, max_batch=args.max_batch)}")
+    if args.kserve:
+        print(f"KServe manifest: {write_kserve_manifest(args.kserve, name, args.storage_uri)}")
 
 
 # -- bench --------------------------------------------------------------------------------------
@@ -302,28 +318,46 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- commands other modules will bring ----------------------------------------------------------
+# -- zoo ----------------------------------------------------------------------------------------
 
 
-def _stub(name: str, module: str) -> Callable[[Any], None]:
-    def add(commands: Any) -> None:
-        parser = commands.add_parser(name, help="not available yet", add_help=False)
-        parser.add_argument("rest", nargs=argparse.REMAINDER)
-        parser.set_defaults(run=lambda args: _not_available(name, module))
+def _add_zoo(commands: Any) -> None:
+    parser = commands.add_parser("zoo", help="list the model zoo, or export one of its models to ONNX")
+    actions = parser.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+    actions.add_parser("list", help="names, tasks, frameworks, parameter counts, weight sources").set_defaults(
+        run=_zoo_list)
+    export = actions.add_parser("export", help="build a zoo model and export it to verified ONNX")
+    export.add_argument("name", help="a model name from llmasos zoo list")
+    export.add_argument("-o", "--output", required=True, help="the ONNX file")
+    export.add_argument("--framework", help="torch or tf (default: $LLMASOS_FRAMEWORK, else the one installed)")
+    export.add_argument("--pretrained", nargs="?", const=True, default=False,
+                        help="alone: the standard weights from the local caches; or a checkpoint path, file name "
+                             "or Hugging Face repo id (never downloaded)")
+    export.add_argument("--num-classes", type=int, help="replace the classifier head with one of N classes")
+    export.add_argument("--input-size", type=int, help="square image size (default: the model's own)")
+    export.add_argument("--opset", type=int, help="ONNX opset (default 18)")
+    export.set_defaults(run=_zoo_export)
 
-    return add
+
+def _zoo_list(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    print(zoo.registry.table(zoo.list()))
+    return 0
 
 
-def _not_available(name: str, module: str) -> int:
-    reason = "is not in this version" if importlib.util.find_spec(module) is None else \
-        "has no command-line entry yet"
-    print(f"llmasos {name} is not available yet: {module} {reason}", file=sys.stderr)
-    return 2
+def _zoo_export(args: argparse.Namespace) -> int:
+    from . import export, zoo
+
+    model = zoo.load(args.name, args.framework, pretrained=args.pretrained, num_classes=args.num_classes,
+                     input_size=args.input_size)
+    print(export.to_onnx(model, args.output, opset=args.opset))
+    return 0
 
 
 COMMANDS: dict[str, Callable[[Any], None]] = {"train": _add_train, "info": _add_info, "demo": _add_demo,
-                                               "serve": _add_serve, "export": _add_export, "bench": _add_bench}
-PLANNED = {"serve": "llmasos.serve", "zoo": "llmasos.zoo"}
+                                               "serve": _add_serve, "export": _add_export, "bench": _add_bench,
+                                               "zoo": _add_zoo}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,9 +367,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add in COMMANDS.items():
         add(commands)
-    for name, module in PLANNED.items():
-        if name not in COMMANDS:
-            _stub(name, module)(commands)
     return parser
 
 

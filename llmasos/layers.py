@@ -24,7 +24,8 @@ from .errors import SpecError
 
 Shape = tuple  # tuple[int | None, ...], batch dimension excluded
 
-ACTIVATIONS = ("linear", "relu", "gelu", "tanh", "sigmoid", "softmax", "silu", "leaky_relu")
+# "gelu" is the exact erf form; "gelu_tanh" its tanh approximation (GPT-2's "gelu_new")
+ACTIVATIONS = ("linear", "relu", "gelu", "gelu_tanh", "tanh", "sigmoid", "softmax", "silu", "leaky_relu")
 PADDINGS = ("valid", "same")
 
 
@@ -105,6 +106,7 @@ class LayerKind:
     num_inputs: ClassVar[tuple[int, int]] = (1, 1)
     has_activation: ClassVar[bool] = False      # takes a fused ``activation=`` option
     statistics: ClassVar[tuple] = ()            # weights updated by the forward pass, not by gradients
+    shares: ClassVar[str | None] = None         # the option naming an earlier layer whose weights it uses
 
     @classmethod
     def normalize(cls, config: dict, where: str) -> dict:
@@ -135,6 +137,12 @@ class LayerKind:
     def weights(cls, config: dict, inputs: list[Shape]) -> dict[str, Shape]:
         """Weight names and neutral shapes; empty for layers without weights."""
         return {}
+
+    @classmethod
+    def link(cls, config: dict, source_kind: str, source_config: dict, inputs: list[Shape]) -> dict:
+        """For kinds that share another layer's weights (:attr:`shares`): check that layer and
+        fill in what the config takes from it; raise :class:`SpecError` when it does not fit."""
+        return config
 
 
 
@@ -492,6 +500,16 @@ class GRU(_Recurrent):
         return {"kernel": (features, 3 * units), "recurrent_kernel": (units, 3 * units), "bias": (2, 3 * units)}
 
 
+def _attention_options(config: dict, where: str) -> dict:
+    """The options both attention kinds take: ``num_heads``, ``causal`` and ``dropout``."""
+    config["num_heads"] = single(config["num_heads"], "num_heads", where)
+    config["causal"] = bool(config["causal"])
+    if not 0.0 <= float(config["dropout"]) < 1.0:
+        raise SpecError(f"{where}: dropout must be in [0, 1), got {config['dropout']!r}")
+    config["dropout"] = float(config["dropout"])
+    return config
+
+
 @register
 class MultiHeadAttention(LayerKind):
     """Scaled dot-product attention over sequences ``(L, D)``.
@@ -508,14 +526,9 @@ class MultiHeadAttention(LayerKind):
 
     @classmethod
     def check(cls, config, where):
-        config["num_heads"] = single(config["num_heads"], "num_heads", where)
         if config["key_dim"] is not None:
             config["key_dim"] = single(config["key_dim"], "key_dim", where)
-        config["causal"] = bool(config["causal"])
-        if not 0.0 <= float(config["dropout"]) < 1.0:
-            raise SpecError(f"{where}: dropout must be in [0, 1), got {config['dropout']!r}")
-        config["dropout"] = float(config["dropout"])
-        return config
+        return _attention_options(config, where)
 
     @classmethod
     def key_dim(cls, config, inputs) -> int:
@@ -550,6 +563,139 @@ class MultiHeadAttention(LayerKind):
         out["output_kernel"] = (inner, query[-1])
         out["output_bias"] = (query[-1],)
         return out
+
+
+@register
+class Attention(LayerKind):
+    """Multi-head scaled dot-product attention without weights: ``softmax(q k^T / sqrt(d)) v`` per
+    head, on already projected sequences. Inputs are (query ``(Lq, D)``, key ``(Lk, D)``, value
+    ``(Lk, Dv)``) and optionally a key mask ``(Lk,)``: a key is attended where its mask is
+    non-zero (1 = attend, 0 = padding). Heads split the feature axis in order (head ``h`` owns
+    features ``h*d .. (h+1)*d``); the output is ``(Lq, Dv)`` with the heads joined back.
+
+    ``causal`` lets query ``i`` see keys up to its own position, counted from the end, so a query
+    block that follows ``Lk - Lq`` cached keys (incremental decoding) is masked correctly. A query
+    that may attend nothing gets the mean of the values rather than NaN.
+
+    The projections are ordinary Dense layers around it, so a key/value cache is just a
+    Concatenate of the past keys with the new ones (see :mod:`llmasos.zoo.gpt2`).
+    """
+
+    name = "Attention"
+    main = "num_heads"
+    required = ("num_heads",)
+    defaults = {"causal": False, "dropout": 0.0}
+    num_inputs = (3, 4)
+
+    @classmethod
+    def check(cls, config, where):
+        return _attention_options(config, where)
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        query, key, value = inputs[:3]
+        if any(len(shape) != 2 for shape in inputs[:3]):
+            raise SpecError("Attention: query, key and value must be sequences (L, D), got "
+                            + ", ".join(map(str, inputs[:3])))
+        pairs = [("key and value lengths", key[0], value[0]), ("query and key sizes", query[1], key[1])]
+        if len(inputs) == 4:
+            if len(inputs[3]) != 1:
+                raise SpecError(f"Attention: the mask must be one value per key (Lk,), got {inputs[3]}")
+            pairs.append(("mask and key lengths", inputs[3][0], key[0]))
+        for what, a, b in pairs:
+            if a is not None and b is not None and a != b:
+                raise SpecError(f"Attention: {what} differ ({a} vs {b})")
+        for what, size in (("query", query[1]), ("value", value[1])):
+            if _known(size, cls.name, f"{what} feature") % config["num_heads"]:
+                raise SpecError(f"Attention: {what} size {size} is not divisible by num_heads {config['num_heads']}")
+        return (query[0], value[1])
+
+
+@register
+class PositionEmbedding(LayerKind):
+    """Adds a learned vector per position to a sequence ``(L, D)``: row ``p`` of a
+    ``(max_length, D)`` table to position ``p``. With a second input (a cache of ``P`` earlier
+    positions, any ``(P, ...)``) positions start at ``P`` instead of 0."""
+
+    name = "PositionEmbedding"
+    main = "max_length"
+    required = ("max_length",)
+    num_inputs = (1, 2)
+
+    @classmethod
+    def check(cls, config, where):
+        config["max_length"] = single(config["max_length"], "max_length", where)
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        _need_rank(inputs, 2, cls.name, "sequences (L, D)")
+        length = inputs[0][0]
+        if length is not None and length > config["max_length"]:
+            raise SpecError(f"PositionEmbedding: sequence length {length} exceeds max_length {config['max_length']}")
+        return inputs[0]
+
+    @classmethod
+    def weights(cls, config, inputs):
+        return {"embeddings": (config["max_length"], _known(inputs[0][-1], cls.name, "feature"))}
+
+
+@register
+class TakeToken(LayerKind):
+    """One position of a sequence: ``(L, ...)`` to ``(...)``; ``index`` counts from 0, or from the
+    end when negative (BERT's pooler takes ``[CLS]`` at 0, a decoder its last position at -1)."""
+
+    name = "TakeToken"
+    main = "index"
+    defaults = {"index": 0}
+
+    @classmethod
+    def check(cls, config, where):
+        if not isinstance(config["index"], int) or isinstance(config["index"], bool):
+            raise SpecError(f"{where}: index must be an int, got {config['index']!r}")
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        if len(inputs[0]) < 2:
+            raise SpecError(f"TakeToken: expects a sequence (L, ...), got {inputs[0]}")
+        length, index = inputs[0][0], config["index"]
+        if length is not None and not -length <= index < length:
+            raise SpecError(f"TakeToken: index {index} is outside a sequence of length {length}")
+        return inputs[0][1:]
+
+
+@register
+class Unembedding(LayerKind):
+    """Scores against every row of an Embedding's table: ``x @ E^T``, ``(..., dim)`` to
+    ``(..., vocab_size)``, for language-model heads tied to their input embedding (GPT-2).
+
+    ``embedding`` names an earlier Embedding layer. The matrix is that layer's weight, stored
+    once in the neutral weights and one shared variable in every framework; this layer owns none.
+    ``vocab_size`` is filled in from the Embedding.
+    """
+
+    name = "Unembedding"
+    required = ("embedding",)
+    defaults = {"vocab_size": None}
+    shares = "embedding"
+
+    @classmethod
+    def link(cls, config, source_kind, source_config, inputs):
+        if source_kind != "Embedding":
+            raise SpecError(f"embedding {config['embedding']!r} is a {source_kind} layer; it must be an Embedding")
+        features = _known(inputs[0][-1], cls.name, "feature")
+        if features != source_config["dim"]:
+            raise SpecError(f"input features {features} differ from embedding {config['embedding']!r}'s dim "
+                            f"{source_config['dim']}")
+        if config["vocab_size"] not in (None, source_config["vocab_size"]):
+            raise SpecError(f"vocab_size {config['vocab_size']} differs from embedding {config['embedding']!r}'s "
+                            f"{source_config['vocab_size']}")
+        return {**config, "vocab_size": source_config["vocab_size"]}
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        return (*inputs[0][:-1], config["vocab_size"])
 
 
 @register

@@ -97,6 +97,8 @@ class ModelSpec:
         for source in inputs:
             if source not in self.nodes():
                 raise SpecError(f"{where}: input {source!r} is not a known input or layer; known: {', '.join(self.nodes())}")
+        if layer_kind.shares is not None:
+            config = self._link(layer_kind, config, inputs, where)
         layer = LayerSpec(layer_kind.name, name, _plain(config), inputs)
         self.layers.append(layer)
         try:
@@ -115,6 +117,18 @@ class ModelSpec:
                 raise SpecError(f"output {name!r} is not a known layer; known: {', '.join(self.nodes())}")
         self.outputs = names
         return self
+
+    def _link(self, kind: type[catalog.LayerKind], config: dict, inputs: list[str], where: str) -> dict:
+        """Check the earlier layer whose weights a sharing layer (tied embeddings) uses."""
+        source = config[kind.shares]
+        if source not in {layer.name for layer in self.layers}:
+            raise SpecError(f"{where}: {kind.shares} {source!r} is not an earlier layer; known: "
+                            f"{', '.join(layer.name for layer in self.layers)}")
+        shapes = self.shapes()
+        try:
+            return kind.link(config, self.layer(source).kind, self.layer(source).config, [shapes[s] for s in inputs])
+        except SpecError as err:
+            raise SpecError(f"{where}: {err}") from None
 
     def _sequential_tail(self, inputs: list[str]) -> bool:
         # Appending after the single current output keeps a sequential model's output at its end.

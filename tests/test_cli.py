@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from llmasos import __version__
-from llmasos.cli import COMMANDS, PLANNED, main
+from llmasos.cli import main
 from llmasos.data import digits_csv
 
 without_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
@@ -29,16 +29,6 @@ def test_version_and_usage(capsys):
     assert status == 2 and "required: COMMAND" in err
     status, _, err = run(capsys, "train")
     assert status == 2 and "config" in err
-
-
-def test_planned_commands_say_they_are_not_available_yet(capsys):
-    missing = [name for name in PLANNED if name not in COMMANDS]
-    if not missing:
-        pytest.skip("every planned command exists")
-    for name in missing:
-        status, _, err = run(capsys, name, "anything", "--flag")
-        assert status == 2
-        assert f"llmasos {name} is not available yet" in err and PLANNED[name] in err
 
 
 def test_info_refuses_other_files_without_a_traceback(capsys, tmp_path):
@@ -125,10 +115,3 @@ def test_train_command_follows_the_config_and_its_overrides(capsys, tmp_path):
     assert status == 0 and "epoch: 2" in info and "framework: torch" in info
 
 
-def test_info_on_onnx_without_an_export_module_says_so(capsys, tmp_path):
-    from llmasos.cli import _export_info
-
-    if _export_info() is not None:
-        pytest.skip("llmasos.export.info exists; the export tests cover it")
-    status, _, err = run(capsys, "info", str(tmp_path / "model.onnx"))
-    assert status == 2 and err.startswith("error: ") and "llmasos.export.info" in err

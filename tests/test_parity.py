@@ -49,6 +49,43 @@ def _three_input_attention():
     return spec
 
 
+def _masked_attention():
+    """Projected self-attention with a padding mask (ReLU zeroes about half the keys) and causality."""
+    spec = ModelSpec()
+    spec.add_input("x", (6, 8)).add_input("keep", (6,))
+    spec.add("Activation", "relu", name="mask", inputs="keep")
+    for role in ("q", "k", "v"):
+        spec.add("Dense", 8, name=role, inputs="x")
+    spec.add("Attention", 2, causal=True, name="attn", inputs=["q", "k", "v", "mask"])
+    return spec.add("Dense", 6, activation="gelu_tanh", name="out")
+
+
+def _cached_attention():
+    """Incremental decoding: 3 cached keys/values before 4 new positions, causal from the end."""
+    spec = ModelSpec()
+    spec.add_input("x", (4, 8)).add_input("past_key", (3, 8)).add_input("past_value", (3, 4))
+    for role, size in (("q", 8), ("k", 8), ("v", 4)):
+        spec.add("Dense", size, name=role, inputs="x")
+    spec.add("Concatenate", axis=1, name="key", inputs=["past_key", "k"])
+    spec.add("Concatenate", axis=1, name="value", inputs=["past_value", "v"])
+    spec.add("Attention", 2, causal=True, name="attn", inputs=["q", "key", "value"])
+    return spec.set_outputs(["attn", "key"])
+
+
+def _tied_language_model():
+    """Token + position embeddings (positions after a 3-step cache), [CLS]-style and last-token
+    picks, and a head tied to the token embedding."""
+    spec = ModelSpec()
+    spec.add_input("ids", (5,), "int64").add_input("past", (3, 2))
+    spec.add("Embedding", 8, vocab_size=20, name="wte", inputs="ids")
+    spec.add("PositionEmbedding", 10, name="wpe", inputs=["wte", "past"])
+    spec.add("LayerNorm", eps=1e-12, name="ln")
+    spec.add("TakeToken", 0, name="first", inputs="ln")
+    spec.add("TakeToken", -1, name="last", inputs="ln")
+    spec.add("Unembedding", embedding="wte", name="logits", inputs="ln")
+    return spec.set_outputs(["logits", "first", "last"])
+
+
 # Every layer kind, every padding mode, layouts that need permuting (Flatten after conv).
 SPECS = {
     "dense-activations": lambda: ModelSpec.sequential((10,)).add("Dense", 8, activation="gelu")
@@ -75,6 +112,9 @@ SPECS = {
     "cross-attention": _cross_attention,
     "three-input-attention": _three_input_attention,
     "functional-skip-two-outputs": _functional,
+    "attention-padding-mask-causal": _masked_attention,
+    "attention-kv-cache": _cached_attention,
+    "position-embedding-take-token-tied-head": _tied_language_model,
 }
 
 

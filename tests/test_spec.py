@@ -30,6 +30,11 @@ CASES = {
     "GRU": ((7, 4), "float32", [("GRU", 6, {})], (6,), 3 * 6 * (4 + 6 + 2)),
     "MultiHeadAttention": ((7, 8), "float32", [("MultiHeadAttention", 2, {"causal": True})], (7, 8), 4 * (8 * 8 + 8)),
     "Activation": ((10,), "float32", [("Activation", "gelu", {})], (10,), 0),
+    "Attention": ((7, 8), "float32", [("Attention", 2, {"causal": True, "inputs": ["input"] * 3})], (7, 8), 0),
+    "PositionEmbedding": ((None, 8), "float32", [("PositionEmbedding", 16, {})], (None, 8), 16 * 8),
+    "TakeToken": ((7, 8), "float32", [("TakeToken", -1, {})], (8,), 0),
+    "Unembedding": ((7,), "int64", [("Embedding", 16, {"vocab_size": 50, "name": "wte"}),
+                                    ("Unembedding", None, {"embedding": "wte"})], (7, 50), 800),
 }
 
 
@@ -45,7 +50,7 @@ def test_shapes_and_parameter_counts(case):
 
 
 def test_every_layer_kind_has_a_case():
-    covered = {layers[0][0] for _, _, layers, _, _ in CASES.values()} | {"Add", "Concatenate"}
+    covered = {kind for _, _, layers, _, _ in CASES.values() for kind, _, _ in layers} | {"Add", "Concatenate"}
     assert covered == set(known_kinds())
 
 
@@ -108,6 +113,31 @@ def test_add_with_mismatched_shapes_names_them():
     spec = ModelSpec.sequential((4,)).add("Dense", 3, name="a").add("Dense", 5, name="b", inputs="input")
     with pytest.raises(SpecError, match=r"same shape, got \(3,\), \(5,\)"):
         spec.add("Add", inputs=["a", "b"])
+
+
+def test_tied_unembedding_stores_the_matrix_once_and_checks_its_embedding():
+    spec = ModelSpec.sequential((5,), dtype="int64").add("Embedding", 8, vocab_size=30, name="wte")
+    spec.add("Dense", 8, name="proj").add("Unembedding", embedding="wte", name="logits")
+    assert spec.layer("logits").config["vocab_size"] == 30 and "logits" not in spec.weight_shapes()
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(SpecError, match=r"embedding 'proj' is a Dense layer; it must be an Embedding"):
+        spec.add("Unembedding", embedding="proj", inputs="proj")
+    with pytest.raises(SpecError, match=r"embedding 'later' is not an earlier layer"):
+        spec.add("Unembedding", embedding="later", inputs="proj")
+    with pytest.raises(SpecError, match=r"input features 4 differ from embedding 'wte'.s dim 8"):
+        spec.add("Dense", 4, name="small", inputs="proj").add("Unembedding", embedding="wte", inputs="small")
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda s: s.add("Attention", 2, inputs=["q", "k", "k", "mask"]), r"mask and key lengths differ \(6 vs 7\)"),
+    (lambda s: s.add("Attention", 3, inputs=["q", "k", "k"]), r"query size 8 is not divisible by num_heads 3"),
+    (lambda s: s.add("PositionEmbedding", 4, inputs="q"), r"sequence length 5 exceeds max_length 4"),
+    (lambda s: s.add("TakeToken", 5, inputs="q"), r"index 5 is outside a sequence of length 5"),
+])
+def test_bad_attention_specs_say_what_is_wrong(build, message):
+    spec = ModelSpec().add_input("q", (5, 8)).add_input("k", (7, 8)).add_input("mask", (6,))
+    with pytest.raises(SpecError, match=message):
+        build(spec)
 
 
 def test_embedding_needs_integer_ids():

@@ -84,7 +84,22 @@ def _graph():
     return spec
 
 
-SPECS = {"images": _images, "signal": _signal, "sequence": _sequence, "graph": _graph}
+def _text():
+    """A decoder step after a cache of past keys, a padding-masked attention, first/last picks and
+    a head tied to the token embedding."""
+    spec = ModelSpec()
+    spec.add_input("ids", (None,), "int64").add_input("keep", (None,)).add_input("past", (None, 8))
+    spec.add("Embedding", 8, vocab_size=20, name="wte", inputs="ids")
+    spec.add("PositionEmbedding", 32, name="wpe", inputs=["wte", "past"])
+    spec.add("Dense", 8, name="k").add("Concatenate", axis=1, name="key", inputs=["past", "k"])
+    spec.add("Attention", 2, causal=True, name="cached", inputs=["wpe", "key", "key"])
+    spec.add("Attention", 4, name="masked", inputs=["cached", "cached", "cached", "keep"])
+    spec.add("TakeToken", 0, name="first").add("TakeToken", -1, name="last", inputs="masked")
+    spec.add("Unembedding", embedding="wte", name="logits", inputs="masked")
+    return spec.set_outputs(["logits", "first", "last"])
+
+
+SPECS = {"images": _images, "signal": _signal, "sequence": _sequence, "graph": _graph, "text": _text}
 
 
 def test_specs_cover_every_layer_kind():
@@ -99,7 +114,9 @@ def test_every_node_has_the_spec_shape(tf_backend, case):
     model = tf_backend.build(spec, seed=0)
     shapes = spec.shapes()
     for out, name in zip(model.predict(inputs_for(spec, batch=3, length=5)), spec.outputs):
-        assert out.shape == (3, *(5 if d is None else d for d in shapes[name])), name
+        # a dynamic dimension is the inputs' length, or a sum of them after a Concatenate (a cache)
+        assert out.shape[0] == 3 and len(out.shape) == 1 + len(shapes[name]), name
+        assert all(o == d or (d is None and o % 5 == 0) for o, d in zip(out.shape[1:], shapes[name])), name
 
 
 # -- layouts: channels first at every boundary, whatever runs inside ----------------------------
@@ -137,6 +154,7 @@ def test_layouts_follow_the_spec_around_a_conv(tf_backend):
 @pytest.mark.parametrize("activation,slope,reference", [
     ("relu", None, lambda x: np.maximum(x, 0)),
     ("gelu", None, np.vectorize(lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2))))),  # exact, not tanh
+    ("gelu_tanh", None, lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))),
     ("tanh", None, np.tanh),
     ("sigmoid", None, lambda x: 1 / (1 + np.exp(-x))),
     ("silu", None, lambda x: x / (1 + np.exp(-x))),
@@ -147,6 +165,22 @@ def test_activations(tf_backend, activation, slope, reference):
     spec = ModelSpec.sequential((3, 4)).add("Activation", activation, negative_slope=slope)
     x = inputs_for(spec, batch=2)[0] * 3
     np.testing.assert_allclose(tf_backend.build(spec).predict([x])[0], reference(x), rtol=1e-5, atol=1e-6)
+
+
+def test_attention_masks_padding_and_aligns_causality_to_the_last_key(tf_backend):
+    """Three queries after two cached keys: query i sees keys up to i + 2, never a masked one."""
+    spec = ModelSpec().add_input("q", (3, 8)).add_input("k", (5, 8)).add_input("v", (5, 6)).add_input("keep", (5,))
+    spec.add("Attention", 2, causal=True, inputs=["q", "k", "v", "keep"])
+    q, k, v, _ = inputs_for(spec, batch=2)
+    keep = np.array([[1, 0, 1, 1, 0], [1, 1, 1, 0, 1]], np.float32)
+    allowed = (keep[:, None, :] != 0) & (np.arange(5)[None, :] <= np.arange(3)[:, None] + 2)
+    heads = []
+    for h in range(2):
+        scores = q[..., 4 * h:4 * h + 4] @ k[..., 4 * h:4 * h + 4].transpose(0, 2, 1) / 2.0
+        weights = np.exp(np.where(allowed, scores, -np.inf) - scores.max(-1, keepdims=True))
+        heads.append(weights / weights.sum(-1, keepdims=True) @ v[..., 3 * h:3 * h + 3])
+    got = tf_backend.build(spec).predict([q, k, v, keep])[0]
+    np.testing.assert_allclose(got, np.concatenate(heads, -1), rtol=1e-5, atol=1e-6)
 
 
 # -- padding: "same" as layers.same_padding, explicit as torch -----------------------------------
@@ -450,7 +484,7 @@ def test_dropout_is_seeded_and_off_in_predict(tf_backend):
 
 # -- ONNX export ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", ["images", "sequence", "graph"])
+@pytest.mark.parametrize("case", ["images", "sequence", "graph", "text"])
 def test_onnx_export_matches_predict(tf_backend, case, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")

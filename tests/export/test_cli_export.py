@@ -65,3 +65,21 @@ def test_export_runs_as_a_real_process(tmp_path, digits_mlp):
                           cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr
     assert "verified" in done.stdout and (tmp_path / "m.onnx").is_file()
+
+
+def test_export_writes_a_triton_repository_and_kserve_manifest(capsys, tmp_path, digits_mlp):
+    import onnx
+    import yaml
+
+    repo, manifest = tmp_path / "repo", tmp_path / "isvc.yaml"
+    status, printed, err = _run(capsys, "export", digits_mlp["h5"], "-o", tmp_path / "digits.onnx", "--triton-repo",
+                                repo, "--name", "digits", "--kserve", manifest, "--storage-uri", "s3://models/repo")
+    assert status == 0, err
+    config = (repo / "digits" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "max_batch_size: 32" in config and "dynamic_batching" in config
+    onnx.checker.check_model(str(repo / "digits" / "1" / "model.onnx"))
+    service = yaml.safe_load(manifest.read_text())
+    assert service["kind"] == "InferenceService"
+    assert service["spec"]["predictor"]["model"]["storageUri"] == "s3://models/repo"
+    status, _, err = _run(capsys, "export", digits_mlp["h5"], "-o", tmp_path / "x.onnx", "--kserve", manifest)
+    assert status == 2 and "--kserve needs --storage-uri" in err

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ... import layers as catalog
 from ...errors import SpecError
 from ...optim import Optimizer
 from ...spec import ModelSpec
@@ -91,6 +92,9 @@ def build_graph(spec: ModelSpec) -> tuple[keras.Model, keras.Model, dict[str, ke
             want = LAYOUTS[layer.kind] or graph.layout(layer.inputs[0])
             main = layers[layer.name] = make_layer(layer.kind, layer.config, [shapes[s] for s in layer.inputs],
                                                    name, want)
+            shares = catalog.get_kind(layer.kind).shares
+            if shares is not None:  # tied weights: the layer uses another layer's variable
+                main.share(layers[layer.config[shares]])
             pre = call_layer(layer.kind, main, [graph.get(s, want) for s in layer.inputs], layer.config)
             # a fused activation is a layer of its own, so the logits model can stop before it
             act = None if activation == "linear" else Activate(activation, slope, name=f"{name}>act")

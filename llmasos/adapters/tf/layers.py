@@ -30,7 +30,8 @@ LAYOUTS: dict[str, str | None] = {
     "Dense": "cf", "Conv1D": "cl", "Conv2D": "cl", "MaxPool2D": "cl", "AvgPool2D": "cl",
     "GlobalAvgPool2D": "cl", "Flatten": "cf", "Reshape": "cf", "Dropout": None, "BatchNorm": "cl",
     "LayerNorm": "cf", "Embedding": "cf", "LSTM": "cf", "GRU": "cf", "MultiHeadAttention": "cf",
-    "Activation": None, "Add": None, "Concatenate": None,
+    "Activation": None, "Add": None, "Concatenate": None, "Attention": "cf", "PositionEmbedding": "cf",
+    "TakeToken": "cf", "Unembedding": "cf",
 }
 
 
@@ -41,7 +42,11 @@ def activate(x: tf.Tensor, name: str, negative_slope: float | None = 0.01) -> tf
     if name == "relu":
         return tf.nn.relu(x)
     if name == "gelu":
-        return tf.nn.gelu(x, approximate=False)  # the exact erf form; Keras' default is the tanh one
+        # the exact erf form (Keras' default is the tanh one), written out: tf.nn.gelu's uses Erfc,
+        # which ONNX lacks, and torch computes this very expression
+        return 0.5 * x * (1.0 + tf.math.erf(x * (1.0 / math.sqrt(2.0))))
+    if name == "gelu_tanh":
+        return tf.nn.gelu(x, approximate=True)
     if name == "tanh":
         return tf.tanh(x)
     if name == "sigmoid":
@@ -182,6 +187,90 @@ class BatchNorm(keras.layers.Layer):
         return {**super().get_config(), "momentum": self.momentum, "eps": self.eps}
 
 
+class Attention(keras.layers.Layer):
+    """Scaled dot-product attention on projected (batch, L, heads * d) tensors, as the torch
+    adapter computes it: additive float32-minimum masks, a causal mask aligned to the last key,
+    dropout on the attention probabilities while training."""
+
+    def __init__(self, num_heads: int, causal: bool = False, dropout: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_heads, self.causal, self.rate = num_heads, causal, dropout
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def _heads_transposed(self, x: tf.Tensor) -> tf.Tensor:
+        """(batch, L, heads * d) -> (batch, heads, d, L). Transposing before the reshape keeps the
+        reshape from following the Dense's own (tensordot) one: tf2onnx 1.17 merges two Reshapes
+        in a row wrongly when the second copies dimensions from its input (it reads the 2-D
+        matmul's instead) and then ONNX Runtime fails or, worse, miscomputes."""
+        shape = tf.shape(x)
+        split = [shape[0], self.num_heads, x.shape[-1] // self.num_heads, shape[1]]
+        return tf.reshape(tf.transpose(x, [0, 2, 1]), split)
+
+    # not "mask": Keras fills a call argument of that name from its own masking machinery
+    def call(self, query, key, value, key_mask=None, training=False):
+        q = tf.transpose(self._heads_transposed(query), [0, 1, 3, 2])
+        k_t = self._heads_transposed(key)
+        v = tf.transpose(self._heads_transposed(value), [0, 1, 3, 2])
+        scores = tf.matmul(q, k_t) * (1.0 / math.sqrt(query.shape[-1] // self.num_heads))
+        allowed = None if key_mask is None else tf.not_equal(key_mask, 0.0)[:, None, None, :]
+        if self.causal:
+            q_len, k_len = tf.shape(query)[1], tf.shape(key)[1]
+            # query i sits at position k_len - q_len + i: after any cached keys
+            visible = tf.range(k_len)[None, :] <= tf.range(q_len)[:, None] + (k_len - q_len)
+            allowed = visible if allowed is None else tf.logical_and(allowed, visible)
+        if allowed is not None:
+            scores += tf.where(allowed, 0.0, tf.float32.min)
+        probabilities = self.dropout(tf.nn.softmax(scores, axis=-1), training=training)
+        out = tf.transpose(tf.matmul(probabilities, v), [0, 2, 1, 3])
+        shape = tf.shape(query)
+        return tf.reshape(out, [shape[0], shape[1], value.shape[-1]])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_heads": self.num_heads, "causal": self.causal, "dropout": self.rate}
+
+
+class PositionEmbedding(keras.layers.Layer):
+    """Adds row ``p`` of a learned table to position ``p``; positions start after ``past``'s length."""
+
+    def __init__(self, max_length: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def build(self, x_shape, past_shape=None) -> None:
+        self.embeddings = self.add_weight(name="embeddings", shape=(self.max_length, x_shape[-1]),
+                                          initializer="random_normal")
+
+    def call(self, x, past=None):
+        start = 0 if past is None else tf.shape(past)[1]
+        return x + tf.gather(self.embeddings, tf.range(start, start + tf.shape(x)[1]))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "max_length": self.max_length}
+
+
+class TakeToken(keras.layers.Layer):
+    def __init__(self, index: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.index = index
+
+    def call(self, x):
+        return x[:, self.index]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "index": self.index}
+
+
+class Unembedding(keras.layers.Layer):
+    """``x @ E^T`` with the table of a Keras Embedding layer given by :meth:`share`."""
+
+    def share(self, source: keras.layers.Embedding) -> None:
+        # a callable, not an attribute Keras would track: the variable stays the Embedding's alone
+        self.matrix = lambda: source.embeddings
+
+    def call(self, x):
+        return tf.matmul(x, self.matrix(), transpose_b=True)
+
+
 def channel_axis(axis: int, rank: int, layout: str) -> int:
     """Where the spec's ``axis`` (of a batched tensor of ``rank``) lies in ``layout``."""
     if layout == "cf" or rank <= 2:
@@ -224,6 +313,10 @@ _MAKERS: dict[str, Callable[[dict, list[tuple], str, str], keras.layers.Layer]] 
     "Add": lambda c, shapes, name, layout: keras.layers.Add(name=name),
     "Concatenate": lambda c, shapes, name, layout: keras.layers.Concatenate(
         channel_axis(catalog.concat_axis(c, len(shapes[0]) + 1), len(shapes[0]) + 1, layout), name=name),
+    "Attention": lambda c, shapes, name, layout: Attention(c["num_heads"], c["causal"], c["dropout"], name=name),
+    "PositionEmbedding": lambda c, shapes, name, layout: PositionEmbedding(c["max_length"], name=name),
+    "TakeToken": lambda c, shapes, name, layout: TakeToken(c["index"], name=name),
+    "Unembedding": lambda c, shapes, name, layout: Unembedding(name=name),
 }
 
 
@@ -241,4 +334,4 @@ def call_layer(kind: str, layer: keras.layers.Layer, inputs: list, config: dict)
         return layer(inputs[0], inputs[-1], key=key, use_causal_mask=config["causal"])
     if kind in ("Add", "Concatenate"):
         return layer(list(inputs))
-    return layer(inputs[0])
+    return layer(*inputs)

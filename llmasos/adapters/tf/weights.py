@@ -43,6 +43,7 @@ CONVERSIONS: dict[str, dict[str, tuple[str, Convert, Convert]]] = {
     "BatchNorm": _table({name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")}),
     "LayerNorm": _table({"gamma": "gamma", "beta": "beta"}),
     "Embedding": _table({"embeddings": "embeddings"}),
+    "PositionEmbedding": _table({"embeddings": "embeddings"}),
     "LSTM": _CELL,
     "GRU": _CELL,
     "MultiHeadAttention": _table({f"{role}_{part}": f"{role}_dense.{part}"

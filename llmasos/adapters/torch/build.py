@@ -6,8 +6,10 @@ from operator import attrgetter
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ... import layers as catalog
 from ...errors import SpecError
 from ...spec import ModelSpec
 from ..base import CompiledModel, Trainer, Weights, check_weights
@@ -36,19 +38,61 @@ class GraphModule(nn.Module):
             _key(layer.name): MODULES[layer.kind](layer.config, [shapes[s] for s in layer.inputs])
             for layer in spec.layers
         })
+        for layer in spec.layers:
+            shares = catalog.get_kind(layer.kind).shares
+            if shares is not None:  # tied weights: the layer uses another layer's parameter
+                self.blocks[_key(layer.name)].share(self.blocks[_key(layer.config[shares])])
         self.logits_layer = spec.logits_layer()
+        self.release, self.in_place = _memory_plan(spec)
 
     def forward(self, *inputs: torch.Tensor, logits: bool = False):
         values = dict(zip(self.input_names, inputs))
-        for name, kind, sources in self.plan:
+        # autograd may need a value an in-place op would overwrite: only reuse memory in inference
+        reuse = not torch.is_grad_enabled()
+        for (name, kind, sources), release, in_place in zip(self.plan, self.release, self.in_place):
             block = self.blocks[_key(name)]
             if logits and name == self.logits_layer and kind == "Activation":
                 values[name] = values[sources[0]]
-                continue
-            out = block(*(values[s] for s in sources))
-            values[name] = out if logits and name == self.logits_layer else block.finish(out)
+            elif reuse and in_place:
+                out = values[sources[0]]
+                for other in sources[1:]:
+                    out.add_(values[other])
+                values[name] = F.relu_(out) if kind == "Activation" else out
+            else:
+                out = block(*(values[s] for s in sources))
+                values[name] = out if logits and name == self.logits_layer else block.finish(out)
+            for source in release:
+                del values[source]
         outputs = tuple(values[name] for name in self.output_names)
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+# Layers whose output is a new tensor, never a view of (or the same object as) their input.
+_FRESH = {"Dense", "Conv1D", "Conv2D", "BatchNorm", "LayerNorm", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
+          "Concatenate", "Add"}
+
+
+def _memory_plan(spec: ModelSpec) -> tuple[list[list[str]], list[bool]]:
+    """Per step: the values no later step or output reads (freed right away, as a hand-written
+    forward would), and whether the step may run in place — a relu or an Add writing into its
+    first input when that input is a fresh tensor nothing reads afterwards."""
+    last_use: dict[str, int] = {}
+    for step, layer in enumerate(spec.layers):
+        for source in layer.inputs:
+            last_use[source] = step
+    outputs, inputs = set(spec.outputs), {i.name for i in spec.inputs}
+    release, in_place, fresh = [], [], set()
+    for step, layer in enumerate(spec.layers):
+        dead = [s for s in dict.fromkeys(layer.inputs) if last_use[s] == step and s not in outputs]
+        first = layer.inputs[0]
+        relu = layer.kind == "Activation" and layer.config["activation"] == "relu"
+        reusable = (relu or layer.kind == "Add") and first in dead and first in fresh and first not in inputs \
+            and layer.inputs.count(first) == 1
+        release.append(dead)
+        in_place.append(reusable)
+        if reusable or layer.kind in _FRESH:
+            fresh.add(layer.name)
+    return release, in_place
 
 
 def _key(name: str) -> str:
@@ -125,6 +169,7 @@ class TorchModel(CompiledModel):
                         param.requires_grad_(trainable)
                 # a frozen layer also stops updating BatchNorm statistics, as in Keras
                 block.frozen = not trainable
+                block.train(trainable and self.module.training)
 
 
 def build(spec: ModelSpec, seed: int | None = None) -> TorchModel:

@@ -19,6 +19,8 @@ def activate(x: torch.Tensor, name: str, negative_slope: float | None = 0.01) ->
         return F.relu(x)
     if name == "gelu":
         return F.gelu(x)  # exact erf form, as the spec means
+    if name == "gelu_tanh":
+        return F.gelu(x, approximate="tanh")
     if name == "tanh":
         return torch.tanh(x)
     if name == "sigmoid":
@@ -219,6 +221,64 @@ class MultiHeadAttention(Layer):
         return self.output(out)
 
 
+class Attention(Layer):
+    """Scaled dot-product attention on projected (batch, L, heads * d) tensors. Masks are additive
+    with the float32 minimum rather than boolean, so a query that may see no key averages the
+    values (as in the TF adapter) instead of giving NaN."""
+
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.heads, self.causal, self.dropout = config["num_heads"], config["causal"], config["dropout"]
+
+    def _heads(self, x):
+        return x.reshape(x.shape[0], x.shape[1], self.heads, x.shape[2] // self.heads).transpose(1, 2)
+
+    def forward(self, query, key, value, mask=None):
+        allowed = None if mask is None else (mask != 0)[:, None, None, :]
+        if self.causal:
+            q_len, k_len = query.shape[1], key.shape[1]
+            # query i sits at position k_len - q_len + i: after any cached keys
+            positions = torch.arange(q_len, device=query.device)[:, None] + (k_len - q_len)
+            visible = torch.arange(k_len, device=query.device) <= positions
+            allowed = visible if allowed is None else allowed & visible
+        bias = None if allowed is None else torch.where(allowed, 0.0, torch.finfo(query.dtype).min)
+        out = F.scaled_dot_product_attention(self._heads(query), self._heads(key), self._heads(value), attn_mask=bias,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return out.transpose(1, 2).reshape(query.shape[0], query.shape[1], value.shape[2])
+
+
+class PositionEmbedding(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.embedding = nn.Embedding(config["max_length"], shapes[0][-1])
+
+    def forward(self, x, past=None):
+        # a gather of arange, not a slice: exporters then need no bound on the sequence length
+        start = 0 if past is None else past.shape[1]
+        return x + self.embedding(torch.arange(start, start + x.shape[1], device=x.device))
+
+
+class TakeToken(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.index = config["index"]
+
+    def forward(self, x):
+        return x[:, self.index]
+
+
+class Unembedding(Layer):
+    """``x @ E^T`` with the table of the Embedding module given by :meth:`share`."""
+
+    def share(self, source: Embedding) -> None:
+        # a callable, not a submodule: the matrix stays the Embedding's alone (one parameter, one
+        # state-dict entry) and freezing this layer does not freeze it
+        self.matrix = lambda: source.embedding.weight
+
+    def forward(self, x):
+        return F.linear(x, self.matrix())
+
+
 class Activation(Layer):
     def forward(self, x):
         return x
@@ -246,4 +306,5 @@ MODULES: dict[str, type[Layer]] = {
     "GlobalAvgPool2D": GlobalAvgPool2D, "Flatten": Flatten, "Reshape": Reshape, "Dropout": Dropout,
     "BatchNorm": BatchNorm, "LayerNorm": LayerNorm, "Embedding": Embedding, "LSTM": LSTM, "GRU": GRU,
     "MultiHeadAttention": MultiHeadAttention, "Activation": Activation, "Add": Add, "Concatenate": Concatenate,
+    "Attention": Attention, "PositionEmbedding": PositionEmbedding, "TakeToken": TakeToken, "Unembedding": Unembedding,
 }

@@ -82,6 +82,7 @@ CONVERSIONS: dict[str, dict[str, tuple[tuple[str, ...], Split, Join]]] = {
     },
     "LayerNorm": _norm("norm"),
     "Embedding": {"embeddings": (("embedding.weight",), _same, _join_same)},
+    "PositionEmbedding": {"embeddings": (("embedding.weight",), _same, _join_same)},
     "LSTM": {
         "kernel": (("rnn.weight_ih_l0",), _transposed, _join_transposed),
         "recurrent_kernel": (("rnn.weight_hh_l0",), _transposed, _join_transposed),
