@@ -2,8 +2,8 @@
 
 >>> from llmasos import Model
 >>> model = Model(input_dim=4, output_dim=3)
->>> model.add_layer("Dense", 3, activation="softmax").summary()  # doctest: +ELLIPSIS
-'...Total params: 15...'
+>>> "Total params: 15" in model.add_layer("Dense", 3, activation="softmax").summary()
+True
 
 Importing llmasos imports neither torch nor TensorFlow: public names load on first use.
 """

@@ -173,25 +173,26 @@ def _progress(total: int, epoch: int, epochs: int, show: bool | None):
     return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=True)
 
 
-def check_labels(y: np.ndarray, loss: str, classes: int | None) -> None:
-    """Reject labels a loss cannot take, naming the first bad one and the allowed range."""
+def check_labels(dataset: "Dataset", loss: str, classes: int | None) -> None:
+    """Reject labels a loss cannot take before any step runs, naming the bad value and the allowed
+    range (once per dataset: a streamed file is read through once and its statistics cached)."""
+    if not dataset.has_labels:
+        raise DataError("the dataset has no labels; set target= to the label column")
+    low, high = dataset.labels_range()
     if loss == "cross_entropy":
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"cross-entropy needs integer class labels, got {y.dtype} values such as {y.flat[0]!r}")
-        low, high = int(y.min()), int(y.max())
+        if not np.issubdtype(dataset.label_dtype, np.integer):
+            raise DataError(f"cross-entropy needs integer class labels, got {dataset.label_dtype} labels "
+                            f"from {low} to {high}")
         if low < 0 or (classes is not None and high >= classes):
             bad = low if low < 0 else high
             raise DataError(f"label {bad} is outside the model's classes 0..{classes - 1} (output_dim={classes})")
-    elif loss == "binary_cross_entropy" and (y.min() < 0 or y.max() > 1):
-        raise DataError(f"binary cross-entropy needs labels in [0, 1], got values from {y.min()} to {y.max()}")
+    elif loss == "binary_cross_entropy" and (low < 0 or high > 1):
+        raise DataError(f"binary cross-entropy needs labels in [0, 1], got values from {low} to {high}")
 
 
-def run_epoch(trainer, batches, step: int, lr_at, progress, loss: str, classes: int | None, shape_input) -> tuple[dict, int]:
+def run_epoch(trainer, batches, step: int, lr_at, progress, loss: str, shape_input) -> tuple[dict, int]:
     total_loss = correct = seen = 0.0
     for x, y in batches:
-        if y is None:
-            raise DataError("the training dataset has no labels; set target= to the label column")
-        check_labels(y, loss, classes)
         lr = lr_at(step)
         batch_loss, batch_correct = trainer.train_step(shape_input(x), y, lr)
         if not math.isfinite(batch_loss):
@@ -213,11 +214,9 @@ def run_epoch(trainer, batches, step: int, lr_at, progress, loss: str, classes: 
 
 
 def evaluate(trainer, dataset: "Dataset", batch_size: int, loss: str, classes: int | None, shape_input) -> dict:
+    check_labels(dataset, loss, classes)
     total_loss = correct = seen = 0.0
     for x, y in dataset.batches(batch_size):
-        if y is None:
-            raise DataError("evaluation needs labels; this dataset has none (set target=)")
-        check_labels(y, loss, classes)
         batch_loss, batch_correct = trainer.eval_step(shape_input(x), y)
         total_loss += batch_loss
         correct += batch_correct
@@ -237,6 +236,9 @@ def fit(model: "Model", trainer, dataset: "Dataset", *, loss: str, optimizer, ep
     steps_per_epoch = max(1, math.ceil(len(dataset) / batch_size))
     total_steps = steps_per_epoch * epochs
     classes = model.classes
+    check_labels(dataset, loss, classes)
+    if validation is not None:
+        check_labels(validation, loss, classes)
     step = start_step
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
@@ -244,7 +246,7 @@ def fit(model: "Model", trainer, dataset: "Dataset", *, loss: str, optimizer, ep
         bar = _progress(steps_per_epoch, epoch, epochs, progress)
         try:
             logs, step = run_epoch(trainer, dataset.batches(batch_size, seed=seed, epoch=epoch), step,
-                                   lambda s: optimizer.lr_at(s, total_steps), bar, loss, classes, model.shape_input)
+                                   lambda s: optimizer.lr_at(s, total_steps), bar, loss, model.shape_input)
         finally:
             if bar is not None:
                 bar.close()

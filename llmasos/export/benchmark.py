@@ -1,11 +1,14 @@
 """Latency and throughput of an ONNX file in ONNX Runtime, on the providers really used.
 
 >>> from llmasos import export
->>> rows = export.bench("model.onnx", providers=["cpu"], batches=(1, 32))   # doctest: +SKIP
->>> print(format_table(rows))                                                # doctest: +SKIP
-provider             batch  median ms  p90 ms  samples/s
-CPUExecutionProvider     1      0.021   0.024     47,619
-CPUExecutionProvider    32      0.110   0.131    290,909
+
+Usage::
+
+    rows = export.bench("model.onnx", providers=["cpu"], batches=(1, 32))
+    print(format_table(rows))
+    provider             batch  median ms  p90 ms  samples/s
+    CPUExecutionProvider     1      0.021   0.024     47,619
+    CPUExecutionProvider    32      0.110   0.131    290,909
 """
 
 from __future__ import annotations

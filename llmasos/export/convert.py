@@ -1,9 +1,12 @@
 """``to_onnx``: a Model or an .h5 file in, a checked and verified ONNX file out.
 
 >>> from llmasos import export
->>> report = export.to_onnx("model.h5", "model.onnx")      # doctest: +SKIP
->>> report.max_abs_diff <= report.atol, report.inputs[0]   # doctest: +SKIP
-(True, {'name': 'input', 'dtype': 'float32', 'shape': ['batch', 64], 'layout': 'NC'})
+
+Usage::
+
+    report = export.to_onnx("model.h5", "model.onnx")
+    report.max_abs_diff <= report.atol, report.inputs[0]
+    (True, {'name': 'input', 'dtype': 'float32', 'shape': ['batch', 64], 'layout': 'NC'})
 
 The steps, each of which can stop the export with a named error and leave nothing behind:
 the framework's exporter writes a temporary file beside the target; the graph is made to match

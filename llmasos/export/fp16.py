@@ -1,8 +1,11 @@
 """Half-precision copies of an ONNX file: half the size, faster where the hardware has fp16 units.
 
 >>> from llmasos import export
->>> export.to_fp16("model.onnx", "model.fp16.onnx")                       # doctest: +SKIP
->>> export.to_fp16("model.onnx", "model.fp16.onnx", keep_io_types=False)  # fp16 in and out too  # doctest: +SKIP
+
+Usage::
+
+    export.to_fp16("model.onnx", "model.fp16.onnx")
+    export.to_fp16("model.onnx", "model.fp16.onnx", keep_io_types=False)  # fp16 in and out too
 
 The conversion is ONNX Runtime's (``onnxruntime.transformers.float16``, the converter of
 onnxconverter-common): weights and activations become float16, with Cast nodes at the edges when

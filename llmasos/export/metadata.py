@@ -13,10 +13,16 @@ labels               class names, from ``model.metadata["labels"]``, when given
 preprocessing        e.g. ``{"scale": 0.0625}`` or ``{"mean": [...], "std": [...]}`` or a tokenizer,
                      from ``model.metadata["preprocessing"]``, when given
 optimization         what was done after export ("int8 dynamic", "fp16", ...), in order
+llmasos.tokenizer    a text model's ``tokenizer.json`` text, so the file alone can take strings
+llmasos.text_inputs  which inputs the tokenizer fills and how (JSON), e.g. ``{"inputs": ["input_ids",
+                     "attention_mask", "token_type_ids"], "pad_id": 0, "max_length": 512,
+                     "truncation": true}`` (padding is to the longest text of a batch)
 ===================  ===========================================================================
 
->>> info("model.onnx")["framework"]   # doctest: +SKIP
-'torch'
+Usage::
+
+    info("model.onnx")["framework"]
+    'torch'
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ if TYPE_CHECKING:
     from .config import OnnxConfig
 
 _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)   # shapes and indices, not weights
-JSON_KEYS = ("spec", "inputs", "outputs", "labels", "preprocessing", "optimization")
+TOKENIZER, TEXT_INPUTS = "llmasos.tokenizer", "llmasos.text_inputs"
+JSON_KEYS = ("spec", "inputs", "outputs", "labels", "preprocessing", "optimization", TEXT_INPUTS)
 FROM_MODEL = ("labels", "preprocessing")    # keys of ``model.metadata`` that travel into the file
 
 
@@ -50,6 +57,10 @@ def export_metadata(model: "Model", config: "OnnxConfig", exporter: str) -> dict
              "name": model.name, "spec": model.spec.to_dict(),
              "inputs": [t.to_dict() for t in config.inputs], "outputs": [t.to_dict() for t in config.outputs]}
     props.update({key: model.metadata[key] for key in FROM_MODEL if model.metadata.get(key) is not None})
+    # a zoo text model (duck-typed: export does not import the zoo) carries its tokenizer along
+    text_inputs = getattr(model, "text_inputs", lambda: None)()
+    if text_inputs is not None:
+        props[TOKENIZER], props[TEXT_INPUTS] = model.tokenizer.to_str(), text_inputs
     return props
 
 
@@ -93,9 +104,11 @@ def tensor_infos(values: Any, layouts: dict[str, str]) -> list[dict]:
 def info(path: str | os.PathLike) -> dict[str, Any]:
     """Everything a receiving team needs to know about an ONNX file, as a dict.
 
-    >>> details = info("model.onnx")                            # doctest: +SKIP
-    >>> details["inputs"], details["framework"], details["ops"]  # doctest: +SKIP
-    ([{'name': 'input', 'dtype': 'float32', 'shape': ['batch', 64], 'layout': 'NC'}], 'torch', {'Gemm': 2, 'Relu': 1, ...})
+    Usage::
+
+        details = info("model.onnx")
+        details["inputs"], details["framework"], details["ops"]
+        ([{'name': 'input', 'dtype': 'float32', 'shape': ['batch', 64], 'layout': 'NC'}], 'torch', {'Gemm': 2, 'Relu': 1, ...})
 
     Files from elsewhere work too; the llmasos keys are then absent.
     """
@@ -115,10 +128,20 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
         "weights": sum(_elements(t) for t in proto.graph.initializer if t.data_type not in _INDEX_TYPES),
         "ops": op_counts(proto),
     }
-    details.update({k: v for k, v in meta.items() if k not in ("spec", "inputs", "outputs")})
+    details.update({k: v for k, v in meta.items() if k not in ("spec", "inputs", "outputs", TOKENIZER)})
+    if TOKENIZER in meta:  # megabytes of vocabulary: say what it is instead
+        details[TOKENIZER] = _tokenizer_summary(meta[TOKENIZER])
     if isinstance(meta.get("spec"), dict):
         details["summary"] = ModelSpec.from_dict(meta["spec"]).summary()
     return details
+
+
+def _tokenizer_summary(text: str) -> str:
+    try:
+        model = json.loads(text).get("model") or {}
+    except (json.JSONDecodeError, AttributeError):
+        return f"not tokenizer.json ({len(text):,} characters)"
+    return f"{model.get('type', 'unknown')} tokenizer, vocab size {len(model.get('vocab') or ()):,}"
 
 
 def _elements(tensor: Any) -> int:

@@ -1,8 +1,11 @@
 """The task metric of an optimised file against its fp32 original, on held-out data.
 
 >>> from llmasos import Dataset, export
->>> export.compare("model.onnx", "model.int8.onnx", Dataset("test.csv", mode="test"))  # doctest: +SKIP
-{'metric': 'accuracy', 'reference': 0.9722, 'candidate': 0.9694, 'change': -0.0028, 'agreement': 0.9917, ...}
+
+Usage::
+
+    export.compare("model.onnx", "model.int8.onnx", Dataset("test.csv", mode="test"))
+    {'metric': 'accuracy', 'reference': 0.9722, 'candidate': 0.9694, 'change': -0.0028, 'agreement': 0.9917, ...}
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """ONNX Runtime's graph optimisations, done once offline instead of at every session start.
 
 >>> from llmasos import export
->>> export.optimize("model.onnx", "model.opt.onnx")                    # doctest: +SKIP
->>> export.optimize("model.onnx", "model.opt.onnx", level="basic")     # portable  # doctest: +SKIP
+
+Usage::
+
+    export.optimize("model.onnx", "model.opt.onnx")
+    export.optimize("model.onnx", "model.opt.onnx", level="basic")     # portable
 
 Levels: ``basic`` folds constants and removes redundant nodes, in standard ONNX ops, so the file
 runs anywhere; ``extended`` adds fusions into ONNX Runtime's own ops (com.microsoft domain);

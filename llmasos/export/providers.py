@@ -8,8 +8,11 @@ named with the package that brings it, and the session reports the providers it 
 'CPUExecutionProvider'
 >>> resolve(["cpu"])
 [('CPUExecutionProvider', {})]
->>> resolve([("openvino", {"device_type": "NPU"}), "cpu"], strict=True)  # doctest: +SKIP
-[('OpenVINOExecutionProvider', {'device_type': 'NPU'}), ('CPUExecutionProvider', {})]
+
+Usage::
+
+    resolve([("openvino", {"device_type": "NPU"}), "cpu"], strict=True)
+    [('OpenVINOExecutionProvider', {'device_type': 'NPU'}), ('CPUExecutionProvider', {})]
 
 ``session("model.onnx", ["cuda", "cpu"])`` opens a model on the first of those that works.
 """

@@ -1,12 +1,14 @@
 """One path for every file made from another (quantised, fp16, graph-optimised): staged
 write, checker, metadata carried over, and a report of size, latency and metric change.
 
->>> report = export.quantize("model.onnx", "model.int8.onnx", eval_data=test)   # doctest: +SKIP
->>> print(report)                                                              # doctest: +SKIP
-int8 dynamic: model.int8.onnx (from model.onnx, 1.2 s)
-  size 10,532 bytes (0.40x of 26,203)
-  latency batch 1: 0.008 ms vs 0.007 ms (0.84x speed-up); batch 32: 0.011 ms vs 0.011 ms (0.97x speed-up)
-  accuracy 0.9647 -> 0.9647 (+0.00 points), same class on 100.0% of 397 rows
+Usage::
+
+    report = export.quantize("model.onnx", "model.int8.onnx", eval_data=test)
+    print(report)
+    int8 dynamic: model.int8.onnx (from model.onnx, 1.2 s)
+      size 10,532 bytes (0.40x of 26,203)
+      latency batch 1: 0.008 ms vs 0.007 ms (0.84x speed-up); batch 32: 0.011 ms vs 0.011 ms (0.97x speed-up)
+      accuracy 0.9647 -> 0.9647 (+0.00 points), same class on 100.0% of 397 rows
 """
 
 from __future__ import annotations

@@ -5,10 +5,13 @@ the same inputs and raise a :class:`~llmasos.errors.VerificationError` when the 
 shapes or values (beyond the tolerance) differ.
 
 >>> from llmasos import export
->>> export.verify("model.h5", "model.onnx")                        # doctest: +SKIP
-3.5762787e-07
->>> export.verify("model.h5", "model.onnx", runtime="reference")  # the ONNX reference evaluator  # doctest: +SKIP
-2.9802322e-07
+
+Usage::
+
+    export.verify("model.h5", "model.onnx")
+    3.5762787e-07
+    export.verify("model.h5", "model.onnx", runtime="reference")  # the ONNX reference evaluator
+    2.9802322e-07
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class _Endpoints:
         model = self._model(request)
         return JSONResponse({
             "name": model.name, "versions": [str(v) for v in self.repository.versions(model.name)],
-            "platform": PLATFORM, "inputs": [spec.metadata() for spec in model.inputs],
+            "platform": PLATFORM, "inputs": [spec.metadata() for spec in model.advertised_inputs],
             "outputs": [spec.metadata() for spec in model.outputs], "providers": model.providers,
             "dynamic_batching": model.batcher is not None})
 
@@ -127,10 +127,10 @@ class _Endpoints:
             parsed = decode_request(await _body(request, self.limits.max_body_bytes),
                                     request.headers.get(HEADER_LENGTH),
                                     max_elements=self.limits.max_tensor_elements)
-            model.check(parsed.inputs)
+            feeds = model.prepare(parsed.inputs)
             model.check_outputs(parsed.outputs)
-            outputs = (await model.batcher.submit(parsed.inputs) if model.batcher is not None
-                       else await to_thread.run_sync(model.run, parsed.inputs))
+            outputs = (await model.batcher.submit(feeds) if model.batcher is not None
+                       else await to_thread.run_sync(model.run, feeds))
             body, headers = encode_response(model.name, str(model.version), parsed, outputs)
         finally:
             self.metrics.in_flight.dec()

@@ -1,10 +1,12 @@
 """The Deployer: serve a .h5, an .onnx file or a model repository over HTTP with ONNX Runtime.
 
->>> d = Deployer("model.onnx", port=0).start()       # doctest: +SKIP
->>> d.url                                            # doctest: +SKIP
-'http://127.0.0.1:54321'
->>> d.predict(x)                                     # doctest: +SKIP
->>> d.stop()                                         # doctest: +SKIP
+Usage::
+
+    d = Deployer("model.onnx", port=0).start()
+    d.url
+    'http://127.0.0.1:54321'
+    d.predict(x)
+    d.stop()
 
 ``Deployer(path).deploy()`` blocks until Ctrl-C or SIGTERM, then stops taking connections and
 finishes the requests it accepted. A ``.h5`` is exported to ONNX (and verified) first, in a child
@@ -122,9 +124,10 @@ class Deployer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def predict(self, x: np.ndarray | Mapping[str, Any], model: str | None = None,
+    def predict(self, x: np.ndarray | Mapping[str, Any] | list[str], model: str | None = None,
                 version: str | int | None = None) -> np.ndarray | dict[str, np.ndarray]:
-        """Run in-process on the session the server uses; ``model`` may be left out if only one."""
+        """Run in-process on the session the server uses; ``model`` may be left out if only one.
+        A model whose file carries its tokenizer takes strings: ``predict(["a good film"])``."""
         if model is None:
             if len(self.repository.names) != 1:
                 raise ServeError(f"serving {self.repository.names}: say which model")

@@ -3,13 +3,15 @@
 Both speak the same Open Inference Protocol as :class:`~llmasos.serve.Deployer`, so clients do not
 change when a team moves to them; the repository layout is the one the Deployer serves too.
 
->>> repo = write_triton_repo("model.onnx", "repo", "digits", max_batch=32)     # doctest: +SKIP
->>> print((repo / "config.pbtxt").read_text())                                 # doctest: +SKIP
-name: "digits"
-platform: "onnxruntime_onnx"
-max_batch_size: 32
-...
->>> write_kserve_manifest("digits.yaml", "digits", "s3://bucket/repo")         # doctest: +SKIP
+Usage::
+
+    repo = write_triton_repo("model.onnx", "repo", "digits", max_batch=32)
+    print((repo / "config.pbtxt").read_text())
+    name: "digits"
+    platform: "onnxruntime_onnx"
+    max_batch_size: 32
+    ...
+    write_kserve_manifest("digits.yaml", "digits", "s3://bucket/repo")
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ..errors import ServeError
 from ..export.providers import ProviderSpec, session as open_session
 from .batching import Batcher, Feeds, rows_of
 from .tensors import DATATYPES, TensorSpec, specs_from_session
+from .text import TextInput
 
 PLATFORM = "onnxruntime_onnx"
 
@@ -43,7 +44,8 @@ class ModelVersion:
     """A session for one version of one model, checked and warmed up.
 
     With ``max_batch > 1`` and a dynamic first dimension on every input and output, ``batcher``
-    merges concurrent requests; ``observe(rows)`` is told the size of every run.
+    merges concurrent requests; ``observe(rows)`` is told the size of every run. A file that
+    carries its tokenizer also takes strings (``text``, see :mod:`.text`).
     """
 
     def __init__(self, name: str, version: int, session: Any, *, max_batch: int = 0,
@@ -53,6 +55,7 @@ class ModelVersion:
         self.inputs, self.outputs = specs_from_session(session)
         self.providers: list[str] = session.get_providers()
         self._specs = {spec.name: spec for spec in self.inputs}
+        self.text = TextInput.from_metadata(session.get_modelmeta().custom_metadata_map, self._specs)
         self._output_names = [spec.name for spec in self.outputs]
         self._allow_nan, self._observe = allow_nan, observe
         outputs = self._run(self._zeros())  # the warm-up: not a request, so not observed
@@ -77,6 +80,21 @@ class ModelVersion:
             feeds[spec.name] = (np.full(shape, "", dtype=object) if spec.datatype == "BYTES"
                                 else np.zeros(shape, dtype))
         return feeds
+
+    @property
+    def advertised_inputs(self) -> list[TensorSpec]:
+        """The inputs model metadata lists: the model's own, then ``text`` when it takes strings."""
+        return self.inputs + ([self.text.spec] if self.text is not None else [])
+
+    def prepare(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
+        """Checked feeds for :meth:`run`: ``text`` tokenised into the model's inputs, if sent."""
+        if self.text is not None and self.text.spec.name in feeds:
+            if len(feeds) != 1:
+                raise ServeError(f"model {self.name!r}: send either {self.text.spec.name!r} or the inputs "
+                                 f"{list(self._specs)}, not both")
+            feeds = self.text.feeds(feeds[self.text.spec.name])
+        self.check(feeds)
+        return dict(feeds)
 
     def check(self, feeds: Mapping[str, np.ndarray]) -> None:
         """Raise :class:`ServeError` (400) unless ``feeds`` are exactly the model's inputs."""
@@ -119,8 +137,12 @@ class ModelVersion:
             raise ServeError(f"model {self.name!r} failed to run: {exc}", 500) from None
         return dict(zip(self._output_names, results))
 
-    def predict(self, x: np.ndarray | Mapping[str, Any]) -> np.ndarray | Feeds:
-        """Run in-process: an array for a one-input model or a dict by input name; NumPy out."""
+    def predict(self, x: np.ndarray | Mapping[str, Any] | list[str]) -> np.ndarray | Feeds:
+        """Run in-process: an array for a one-input model or a dict by input name; NumPy out.
+        A model that takes strings takes a list of them (or a str) too: ``predict(["a good film"])``."""
+        if self.text is not None and (isinstance(x, str) or (isinstance(x, (list, tuple)) and x
+                                                               and all(isinstance(t, (str, bytes)) for t in x))):
+            x = {self.text.spec.name: np.array([x] if isinstance(x, str) else list(x), dtype=object)}
         if not isinstance(x, Mapping):
             if len(self.inputs) != 1:
                 raise ServeError(f"model {self.name!r} takes {len(self.inputs)} inputs: pass a dict "
@@ -128,6 +150,5 @@ class ModelVersion:
             x = {self.inputs[0].name: x}
         feeds = {name: np.asarray(value, dtype=DATATYPES[self._specs[name].datatype].numpy)
                  if name in self._specs else np.asarray(value) for name, value in x.items()}
-        self.check(feeds)
-        outputs = self.run(feeds)
+        outputs = self.run(self.prepare(feeds))
         return outputs[self._output_names[0]] if len(outputs) == 1 else outputs

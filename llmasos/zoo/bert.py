@@ -135,6 +135,7 @@ class Bert(TextModel):
     model_types = ("bert",)
     tasks = ("feature-extraction", CLASSIFICATION)
     hf_repo = "google-bert/bert-base-uncased"
+    positions = "max_position_embeddings"
     build_spec = staticmethod(bert)
 
     @classmethod

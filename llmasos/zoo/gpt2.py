@@ -156,6 +156,7 @@ class GPT2(TextModel):
     model_types = ("gpt2",)
     tasks = (GENERATION,)
     hf_repo = "openai-community/gpt2"
+    positions = "n_positions"
     build_spec = staticmethod(gpt2)
 
     _decoder: Model | None = None

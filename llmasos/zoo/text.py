@@ -30,6 +30,7 @@ from ..data import Dataset
 from ..errors import DataError, WeightsError, WeightsNotFoundError, ZooError
 from ..model import Model
 from ..spec import ModelSpec
+from ..texts import COLUMNS, encode
 from .registry import ModelInfo
 from .weights import hf_repo_folder, locate, read, to_neutral
 
@@ -83,6 +84,7 @@ class TextModel(Model):
     model_types: ClassVar[tuple[str, ...]]    # config.json "model_type" values this family reads
     tasks: ClassVar[tuple[str, ...]]          # the first is the default
     hf_repo: ClassVar[str]                    # the standard weights' Hugging Face repo (pretrained=True)
+    positions: ClassVar[str]                  # the config field holding the maximum sequence length
 
     def __init__(self, spec: ModelSpec, config: HFConfig, task: str, framework: str | None = None,
                  name: str = "model", tokenizer: Any = None) -> None:
@@ -104,18 +106,31 @@ class TextModel(Model):
         if self.tokenizer is None:
             raise DataError(f"{self.name} has no tokenizer: load it from a folder holding {TOKENIZER_FILE}, or "
                             f"pass tokenizer= (a tokenizers.Tokenizer or a path) to zoo.load")
-        encodings = self.tokenizer.encode_batch([texts] if isinstance(texts, str) else list(texts))
-        length = max(len(e.ids) for e in encodings)
-        pad_id = getattr(self.config, "pad_token_id", None) or 0
-        # input name -> (Encoding attribute, padding value, dtype)
-        columns = {"input_ids": ("ids", pad_id, np.int64), "attention_mask": ("attention_mask", 0, np.float32),
-                   "token_type_ids": ("type_ids", 0, np.int64)}
-        out = {}
-        for spec_input in self.spec.inputs:
-            attribute, pad, dtype = columns[spec_input.name]
-            out[spec_input.name] = np.array([getattr(e, attribute) + [pad] * (length - len(e.ids)) for e in encodings],
-                                            dtype=dtype)
-        return out
+        dtypes = self.spec.dtypes()
+        return encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts),
+                      {i.name: dtypes[i.name] for i in self.spec.inputs}, self._pad_id, self.max_length)
+
+    @property
+    def max_length(self) -> int:
+        """The most tokens a text may have: the model's position embeddings."""
+        return getattr(self.config, self.positions)
+
+    @property
+    def _pad_id(self) -> int:
+        return getattr(self.config, "pad_token_id", None) or 0
+
+    def text_inputs(self) -> dict[str, Any] | None:
+        """How a server makes this model's inputs from texts, for an exported file's metadata
+        (with the tokenizer itself; see :mod:`llmasos.export.metadata`); None without a tokenizer or
+        when an input is not a token column (GPT-2's key/value cache)::
+
+            {"inputs": ["input_ids", "attention_mask", "token_type_ids"], "pad_id": 0,
+             "max_length": 512, "truncation": True}
+        """
+        names = [i.name for i in self.spec.inputs]
+        if self.tokenizer is None or any(name not in COLUMNS for name in names):
+            return None
+        return {"inputs": names, "pad_id": self._pad_id, "max_length": self.max_length, "truncation": True}
 
     def dataset(self, texts: Sequence[str], labels: Any = None, mode: str = "train") -> "TextDataset":
         """Texts (and labels) tokenised once, for :meth:`train` and :meth:`evaluate`."""

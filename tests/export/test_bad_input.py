@@ -58,11 +58,20 @@ def test_an_opset_the_torch_exporter_cannot_write_is_an_error_not_a_surprise(tmp
 
 
 @pytest.mark.torch
-def test_a_layer_that_freezes_a_dynamic_dimension_is_named(tmp_path):
-    # torch's exporter unrolls nn.GRU over the example's length: the file would take one length only
+def test_torchscript_fallback_where_dynamo_freezes_a_dynamic_dimension(tmp_path):
+    # the dynamo exporter unrolls nn.GRU over the example's length: the file would take one length
+    # only, so the export falls back to the TorchScript exporter and the report says why
+    import onnxruntime as ort
+
     spec = ModelSpec.sequential((None, 6)).add("Dense", 6).add("GRU", 4, return_sequences=True)
-    with pytest.raises(ExportError, match=r"layer 'gru' \(GRU\) cannot be exported from torch.*must stay dynamic"):
-        export.to_onnx(_model("torch", spec), tmp_path / "m.onnx")
+    model = _model("torch", spec)
+    report = export.to_onnx(model, tmp_path / "m.onnx")
+    assert "TorchScript fallback: the dynamo exporter fixed dynamic axes" in report.exporter
+    assert report.inputs[0]["shape"][:2] == ["batch", "sequence"]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    for length in (1, 9):
+        x = np.random.default_rng(length).standard_normal((3, length, 6)).astype(np.float32)
+        np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("opset", [0, 99, "18", 18.0])

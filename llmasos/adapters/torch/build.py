@@ -44,14 +44,17 @@ class GraphModule(nn.Module):
                 self.blocks[_key(layer.name)].share(self.blocks[_key(layer.config[shares])])
         self.logits_layer = spec.logits_layer()
         self.release, self.in_place = _memory_plan(spec)
+        # everything forward() needs per step, looked up once (a plain list: the modules stay
+        # registered in self.blocks only)
+        self.steps = [(name, kind, sources, self.blocks[_key(name)], name == self.logits_layer, release, in_place)
+                      for (name, kind, sources), release, in_place in zip(self.plan, self.release, self.in_place)]
 
     def forward(self, *inputs: torch.Tensor, logits: bool = False):
         values = dict(zip(self.input_names, inputs))
         # autograd may need a value an in-place op would overwrite: only reuse memory in inference
         reuse = not torch.is_grad_enabled()
-        for (name, kind, sources), release, in_place in zip(self.plan, self.release, self.in_place):
-            block = self.blocks[_key(name)]
-            if logits and name == self.logits_layer and kind == "Activation":
+        for name, kind, sources, block, is_logits_layer, release, in_place in self.steps:
+            if logits and is_logits_layer and kind == "Activation":
                 values[name] = values[sources[0]]
             elif reuse and in_place:
                 out = values[sources[0]]
@@ -60,7 +63,7 @@ class GraphModule(nn.Module):
                 values[name] = F.relu_(out) if kind == "Activation" else out
             else:
                 out = block(*(values[s] for s in sources))
-                values[name] = out if logits and name == self.logits_layer else block.finish(out)
+                values[name] = out if logits and is_logits_layer else block.finish(out)
             for source in release:
                 del values[source]
         outputs = tuple(values[name] for name in self.output_names)

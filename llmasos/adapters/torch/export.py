@@ -28,27 +28,67 @@ def example_inputs(model: TorchModel, batch: int = 2) -> list[np.ndarray]:
 
 
 def export_onnx(model: TorchModel, path: str, opset: int | None = None) -> dict:
+    """Export with the dynamo exporter; where it fails, or fixes an axis that must stay dynamic
+    (it unrolls ``nn.GRU`` over the example's length), fall back to the TorchScript exporter and
+    say why in the exporter's name, which the report and the file's metadata carry."""
+    opset = opset or DEFAULT_OPSET
     module = model.module
     was_training = module.training
     module.eval()
-    tensors = model.to_tensors(example_inputs(model))
-    batch = torch.export.Dim("batch")
-    dynamic = []
-    for position, spec_input in enumerate(model.spec.inputs):
-        axes = {0: batch}
-        for axis, size in enumerate(spec_input.shape, start=1):
-            if size is None:
-                axes[axis] = torch.export.Dim(f"{spec_input.name}_dim{axis}")
-        dynamic.append(axes)
+    tensors = tuple(model.to_tensors(example_inputs(model)))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, tuple(tensors), path,
-                input_names=[i.name for i in model.spec.inputs], output_names=list(model.spec.outputs),
-                opset_version=opset or DEFAULT_OPSET, dynamo=True, external_data=False,
-                dynamic_shapes=(tuple(dynamic),), verbose=False,
-            )
+        try:
+            _export_dynamo(module, tensors, path, model.spec, opset)
+            frozen = frozen_axes(path, model.spec)
+            if not frozen:
+                return {"exporter": f"torch.onnx.export (dynamo) {torch.__version__}", "opset": opset}
+            reason = f"the dynamo exporter fixed dynamic axes {', '.join(frozen)}"
+        except Exception as err:  # noqa: BLE001 - the exporter's errors share no base class; the fallback decides
+            reason = f"the dynamo exporter failed: {type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"
+        _export_torchscript(module, tensors, path, model.spec, opset)
+        return {"exporter": f"torch.onnx.export {torch.__version__} (TorchScript fallback: {reason})", "opset": opset}
     finally:
         module.train(was_training)
-    return {"exporter": f"torch.onnx.export (dynamo) {torch.__version__}", "opset": opset or DEFAULT_OPSET}
+
+
+def _dynamic_axes(spec) -> dict[str, dict[int, str]]:
+    """Batch and every None dimension of the spec's inputs and outputs, by tensor name."""
+    shapes = spec.shapes()
+    names = [i.name for i in spec.inputs] + list(spec.outputs)
+    return {name: {0: "batch", **{axis: f"{name}_dim{axis}" for axis, size in enumerate(shapes[name], start=1)
+                                  if size is None}} for name in names}
+
+
+def _export_dynamo(module, tensors, path, spec, opset) -> None:
+    axes = _dynamic_axes(spec)
+    dims = {"batch": torch.export.Dim("batch")}
+    dynamic = tuple({axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes[i.name].items()}
+                    for i in spec.inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tensors, path, input_names=[i.name for i in spec.inputs],
+                          output_names=list(spec.outputs), opset_version=opset, dynamo=True, external_data=False,
+                          dynamic_shapes=(dynamic,), verbose=False)
+
+
+def _export_torchscript(module, tensors, path, spec, opset) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated, and says so loudly
+        torch.onnx.export(module, tensors, path, input_names=[i.name for i in spec.inputs],
+                          output_names=list(spec.outputs), opset_version=opset, dynamo=False,
+                          dynamic_axes=_dynamic_axes(spec))
+
+
+def frozen_axes(path: str, spec) -> list[str]:
+    """``name[axis]`` for every axis the spec leaves dynamic but the file fixes to a size."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    axes = _dynamic_axes(spec)
+    frozen = []
+    for tensor in [*graph.input, *graph.output]:
+        dims = tensor.type.tensor_type.shape.dim
+        for axis in axes.get(tensor.name, {}):
+            if axis < len(dims) and dims[axis].HasField("dim_value"):
+                frozen.append(f"{tensor.name}[{axis}]")
+    return frozen
