@@ -1,15 +1,11 @@
 """INT8 quantisation with ONNX Runtime's tools: dynamic, or static (QDQ) with calibration data.
 
->>> from llmasos import Dataset, export
-
 Usage::
 
+    from llmasos import Dataset, export
     export.quantize("model.onnx", "model.int8.onnx", mode="dynamic")
->>> export.quantize("model.onnx", "model.qdq.onnx", mode="static",
-...                 calibration=Dataset("train.csv", mode="test"),
-
-Usage::
-
+    export.quantize("model.onnx", "model.qdq.onnx", mode="static",
+                    calibration=Dataset("train.csv", mode="test"),
                     eval_data=Dataset("test.csv", mode="test"))
 
 Dynamic quantisation stores int8 weights and quantises activations at run time

@@ -150,6 +150,17 @@ class TextDataset:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def has_labels(self) -> bool:
+        return self.rows.has_labels
+
+    @property
+    def label_dtype(self) -> np.dtype | None:
+        return self.rows.label_dtype
+
+    def labels_range(self) -> tuple[Any, Any]:
+        return self.rows.labels_range()
+
     def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0):
         for rows, labels in self.rows.batches(batch_size, seed=seed, epoch=epoch):
             yield {name: values[rows[:, 0]] for name, values in self.inputs.items()}, labels
