@@ -44,6 +44,20 @@ def seed_model(framework):
     return model.build(seed=0)
 
 
+def llmasos_epoch(framework, x, y):
+    """One more epoch of the seed model through llmasos each time it is called."""
+    from llmasos import Dataset, Optimizer
+
+    ds = Dataset(x, y, mode="train")
+    model = seed_model(framework)
+    opt = Optimizer("Adam", lr=1e-3)
+
+    def epoch():
+        model.train(ds, opt, epochs=model._epoch + 1, batch_size=BATCH, seed=0, progress=False)
+
+    return epoch
+
+
 def alternate(a, b, repeats=5):
     """Median seconds of a() and b(), run alternately after one warm-up each."""
     a(), b()
@@ -58,15 +72,8 @@ def bench_torch():
     import torch
     import torch.nn.functional as F
 
-    from llmasos import Dataset, Optimizer
-
     x, y = data()
-    ds = Dataset(x, y, mode="train")
-    model = seed_model("torch")
-    opt = Optimizer("Adam", lr=1e-3)
-
-    def ours():
-        model.train(ds, opt, epochs=model._epoch + 1, batch_size=BATCH, seed=0, progress=False)
+    ours = llmasos_epoch("torch", x, y)
 
     module = torch.nn.Sequential(torch.nn.Linear(FEATURES, 128), torch.nn.ReLU(), torch.nn.Linear(128, CLASSES))
     torch_opt = torch.optim.Adam(module.parameters(), lr=1e-3)
@@ -92,15 +99,8 @@ def bench_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from llmasos import Dataset, Optimizer
-
     x, y = data()
-    ds = Dataset(x, y, mode="train")
-    model = seed_model("tf")
-    opt = Optimizer("Adam", lr=1e-3)
-
-    def ours():
-        model.train(ds, opt, epochs=model._epoch + 1, batch_size=BATCH, seed=0, progress=False)
+    ours = llmasos_epoch("tf", x, y)
 
     keras.utils.set_random_seed(0)
     plain = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(128, activation="relu"),
