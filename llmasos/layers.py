@@ -38,11 +38,15 @@ def check_activation(name: Any, where: str) -> str:
     return name.lower()
 
 
-def pair(value: Any, option: str, where: str) -> tuple[int, int]:
-    """Normalise an int or a pair of ints (kernel size, stride, ...) to a pair of positive ints."""
+def pair(value: Any, option: str, where: str, minimum: int = 1) -> tuple[int, int]:
+    """Normalise an int or a pair of ints (kernel size, stride, ...) to a pair of ints of at
+    least ``minimum`` (positive by default)."""
     items = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (list, tuple)) else None
-    if items is None or len(items) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
-        raise SpecError(f"{where}: {option} must be a positive int or a pair of positive ints, got {value!r}")
+    if items is None or len(items) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items
+    ):
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise SpecError(f"{where}: {option} must be {what} or a pair of them, got {value!r}")
     return items
 
 
@@ -360,10 +364,14 @@ class Reshape(LayerKind):
 
     @classmethod
     def output_shape(cls, config, inputs):
-        if any(d is None for d in inputs[0]):
-            raise SpecError(f"Reshape: every input dimension must be known, got {inputs[0]}")
-        total = math.prod(inputs[0])
         target = config["target_shape"]
+        if any(d is None for d in inputs[0]):
+            # a dynamic size (a waveform's length) can only flow into the -1
+            if -1 not in target:
+                raise SpecError(f"Reshape: input {inputs[0]} has a dynamic dimension; the target shape needs a -1 to "
+                                f"take it, got {tuple(target)}")
+            return tuple(None if d == -1 else d for d in target)
+        total = math.prod(inputs[0])
         known = math.prod(d for d in target if d != -1)
         if -1 in target:
             if total % known:
@@ -372,6 +380,54 @@ class Reshape(LayerKind):
         elif known != total:
             raise SpecError(f"Reshape: cannot reshape {inputs[0]} ({total} values) into {tuple(target)} ({known} values)")
         return tuple(target)
+
+
+@register
+class Permute(LayerKind):
+    """Reorders the axes, as Keras' Permute: ``dims`` is a permutation of ``1..rank`` (the batch
+    is axis 0 and stays), so ``(2, 1)`` turns a signal ``(C, L)`` into a sequence ``(L, C)``."""
+
+    name = "Permute"
+    main = "dims"
+    required = ("dims",)
+
+    @classmethod
+    def check(cls, config, where):
+        dims = config["dims"]
+        if not isinstance(dims, (list, tuple)) or sorted(dims) != list(range(1, len(dims) + 1)):
+            raise SpecError(f"{where}: dims must be a permutation of 1..rank (the batch axis 0 stays), got {dims!r}")
+        config["dims"] = list(dims)
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        if len(inputs[0]) != len(config["dims"]):
+            raise SpecError(f"Permute: dims {config['dims']} do not match input rank {len(inputs[0])} ({inputs[0]})")
+        return tuple(inputs[0][d - 1] for d in config["dims"])
+
+
+@register
+class Cropping1D(LayerKind):
+    """Drops ``cropping = (start, end)`` positions from the ends of a sequence ``(L, ...)``, as
+    Keras' Cropping1D (Wav2Vec2's positional convolution drops its last, extra frame)."""
+
+    name = "Cropping1D"
+    main = "cropping"
+    required = ("cropping",)
+
+    @classmethod
+    def check(cls, config, where):
+        config["cropping"] = [*pair(config["cropping"], "cropping", where, minimum=0)]
+        return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        if len(inputs[0]) < 2:
+            raise SpecError(f"Cropping1D: expects a sequence (L, ...), got {inputs[0]}")
+        length = inputs[0][0]
+        if length is not None and length <= sum(config["cropping"]):
+            raise SpecError(f"Cropping1D: cropping {config['cropping']} leaves nothing of length {length}")
+        return (None if length is None else length - sum(config["cropping"]), *inputs[0][1:])
 
 
 @register
@@ -431,18 +487,93 @@ class LayerNorm(LayerKind):
 
 
 @register
-class Embedding(LayerKind):
-    """Integer ids ``(L,)`` to vectors ``(L, dim)``; the main size is the vector size."""
+class GroupNorm(LayerKind):
+    """Normalises channels-first input ``(C, ...)`` over each group of ``C / groups`` channels and
+    every position, with a scale and shift per channel (torch's GroupNorm; ``groups == C`` is
+    instance normalisation, as Wav2Vec2's first feature layer has). Statistics never carry over
+    between samples, so training and inference compute the same."""
 
-    name = "Embedding"
-    main = "dim"
-    required = ("dim", "vocab_size")
+    name = "GroupNorm"
+    main = "groups"
+    required = ("groups",)
+    defaults = {"eps": 1e-5}
 
     @classmethod
     def check(cls, config, where):
-        config["dim"] = single(config["dim"], "dim", where)
-        config["vocab_size"] = single(config["vocab_size"], "vocab_size", where)
+        config["groups"] = single(config["groups"], "groups", where)
         return config
+
+    @classmethod
+    def output_shape(cls, config, inputs):
+        if len(inputs[0]) < 2:
+            raise SpecError(f"GroupNorm: expects channels-first input (C, ...), got {inputs[0]}")
+        channels = _known(inputs[0][0], cls.name, "channel")
+        if channels % config["groups"]:
+            raise SpecError(f"GroupNorm: channels ({channels}) must be divisible by groups ({config['groups']})")
+        return inputs[0]
+
+    @classmethod
+    def weights(cls, config, inputs):
+        return {"gamma": (inputs[0][0],), "beta": (inputs[0][0],)}
+
+
+@register
+class Rescaling(LayerKind):
+    """``x * scale + offset`` with constants (Keras' Rescaling): pixel scaling, or Marian's
+    embeddings times ``sqrt(d_model)``."""
+
+    name = "Rescaling"
+    main = "scale"
+    required = ("scale",)
+    defaults = {"offset": 0.0}
+
+    @classmethod
+    def check(cls, config, where):
+        for option in ("scale", "offset"):
+            value = config[option]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise SpecError(f"{where}: {option} must be a finite number, got {value!r}")
+            config[option] = float(value)
+        return config
+
+
+@register
+class Embedding(LayerKind):
+    """Integer ids ``(L,)`` to vectors ``(L, dim)``; the main size is the vector size.
+
+    ``tied_to`` names an earlier Embedding whose table this one looks up instead of owning one
+    (an encoder-decoder's shared vocabulary, as Marian has); ``dim`` and ``vocab_size`` then
+    come from it.
+    """
+
+    name = "Embedding"
+    main = "dim"
+    defaults = {"dim": None, "vocab_size": None, "tied_to": None}
+    shares = "tied_to"
+
+    @classmethod
+    def check(cls, config, where):
+        if config["tied_to"] is None:
+            missing = [key for key in ("dim", "vocab_size") if config[key] is None]
+            if missing:
+                raise SpecError(f"{where}: Embedding needs {', '.join(missing)} (or tied_to= an earlier Embedding)")
+        for option in ("dim", "vocab_size"):
+            if config[option] is not None:
+                config[option] = single(config[option], option, where)
+        return config
+
+    @classmethod
+    def link(cls, config, source_kind, source_config, inputs):
+        if source_kind != "Embedding":
+            raise SpecError(f"tied_to {config['tied_to']!r} is a {source_kind} layer; it must be an Embedding")
+        if source_config["tied_to"] is not None:
+            raise SpecError(f"tied_to {config['tied_to']!r} is itself tied to {source_config['tied_to']!r}; name the "
+                            f"Embedding that owns the table")
+        for option in ("dim", "vocab_size"):
+            if config[option] not in (None, source_config[option]):
+                raise SpecError(f"{option} {config[option]} differs from {config['tied_to']!r}'s "
+                                f"{source_config[option]}")
+        return {**config, "dim": source_config["dim"], "vocab_size": source_config["vocab_size"]}
 
     @classmethod
     def output_shape(cls, config, inputs):
@@ -450,7 +581,7 @@ class Embedding(LayerKind):
 
     @classmethod
     def weights(cls, config, inputs):
-        return {"embeddings": (config["vocab_size"], config["dim"])}
+        return {} if config["tied_to"] else {"embeddings": (config["vocab_size"], config["dim"])}
 
 
 class _Recurrent(LayerKind):
@@ -671,19 +802,23 @@ class Unembedding(LayerKind):
     ``(..., vocab_size)``, for language-model heads tied to their input embedding (GPT-2).
 
     ``embedding`` names an earlier Embedding layer. The matrix is that layer's weight, stored
-    once in the neutral weights and one shared variable in every framework; this layer owns none.
+    once in the neutral weights and one shared variable in every framework; this layer owns at
+    most a ``bias`` ``(vocab_size,)`` (``use_bias``, as Marian's ``final_logits_bias``).
     ``vocab_size`` is filled in from the Embedding.
     """
 
     name = "Unembedding"
     required = ("embedding",)
-    defaults = {"vocab_size": None}
+    defaults = {"vocab_size": None, "use_bias": False}
     shares = "embedding"
 
     @classmethod
     def link(cls, config, source_kind, source_config, inputs):
         if source_kind != "Embedding":
             raise SpecError(f"embedding {config['embedding']!r} is a {source_kind} layer; it must be an Embedding")
+        if source_config["tied_to"] is not None:
+            raise SpecError(f"embedding {config['embedding']!r} is tied to {source_config['tied_to']!r}; name the "
+                            f"Embedding that owns the table")
         features = _known(inputs[0][-1], cls.name, "feature")
         if features != source_config["dim"]:
             raise SpecError(f"input features {features} differ from embedding {config['embedding']!r}'s dim "
@@ -696,6 +831,10 @@ class Unembedding(LayerKind):
     @classmethod
     def output_shape(cls, config, inputs):
         return (*inputs[0][:-1], config["vocab_size"])
+
+    @classmethod
+    def weights(cls, config, inputs):
+        return {"bias": (config["vocab_size"],)} if config["use_bias"] else {}
 
 
 @register

@@ -97,7 +97,7 @@ class ModelSpec:
         for source in inputs:
             if source not in self.nodes():
                 raise SpecError(f"{where}: input {source!r} is not a known input or layer; known: {', '.join(self.nodes())}")
-        if layer_kind.shares is not None:
+        if layer_kind.shares is not None and config[layer_kind.shares] is not None:
             config = self._link(layer_kind, config, inputs, where)
         layer = LayerSpec(layer_kind.name, name, _plain(config), inputs)
         self.layers.append(layer)

@@ -86,6 +86,26 @@ def _tied_language_model():
     return spec.set_outputs(["logits", "first", "last"])
 
 
+def _shared_vocabulary():
+    """Two id inputs looked up in one table (Marian's shared vocabulary), scaled, and a biased
+    head tied to the same table."""
+    spec = ModelSpec()
+    spec.add_input("source", (5,), "int64").add_input("target", (5,), "int64")
+    spec.add("Embedding", 8, vocab_size=20, name="shared", inputs="source")
+    spec.add("Embedding", tied_to="shared", name="target_embed", inputs="target")
+    spec.add("Rescaling", 2.0, offset=0.5, name="scaled")
+    spec.add("Add", name="sum", inputs=["shared", "scaled"])
+    return spec.add("Unembedding", embedding="shared", use_bias=True, name="logits")
+
+
+def _waveform():
+    """A raw signal into channels (Wav2Vec2's feature encoder) and back to a sequence: instance
+    and group norm, a grouped convolution whose extra last frame is cropped."""
+    return (ModelSpec.sequential((40,)).add("Reshape", [1, -1]).add("Conv1D", 6, kernel_size=5, stride=3)
+            .add("GroupNorm", 6).add("Activation", "gelu").add("Conv1D", 6, kernel_size=4, padding=2, groups=3)
+            .add("GroupNorm", 3, eps=1e-3).add("Permute", [2, 1]).add("Cropping1D", [0, 1]).add("Dense", 4))
+
+
 # Every layer kind, every padding mode, layouts that need permuting (Flatten after conv).
 SPECS = {
     "dense-activations": lambda: ModelSpec.sequential((10,)).add("Dense", 8, activation="gelu")
@@ -115,6 +135,8 @@ SPECS = {
     "attention-padding-mask-causal": _masked_attention,
     "attention-kv-cache": _cached_attention,
     "position-embedding-take-token-tied-head": _tied_language_model,
+    "shared-vocabulary-biased-head": _shared_vocabulary,
+    "waveform-groupnorm-permute-crop": _waveform,
 }
 
 

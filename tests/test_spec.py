@@ -33,6 +33,14 @@ CASES = {
     "Attention": ((7, 8), "float32", [("Attention", 2, {"causal": True, "inputs": ["input"] * 3})], (7, 8), 0),
     "PositionEmbedding": ((None, 8), "float32", [("PositionEmbedding", 16, {})], (None, 8), 16 * 8),
     "TakeToken": ((7, 8), "float32", [("TakeToken", -1, {})], (8,), 0),
+    "GroupNorm": ((6, 10), "float32", [("GroupNorm", 3, {})], (6, 10), 12),
+    "Permute": ((3, 10), "float32", [("Permute", [2, 1], {})], (10, 3), 0),
+    "Cropping1D": ((10, 3), "float32", [("Cropping1D", [2, 1], {})], (7, 3), 0),
+    "Rescaling": ((4,), "float32", [("Rescaling", 0.5, {"offset": 1})], (4,), 0),
+    "Embedding-tied": ((7,), "int64", [("Embedding", 16, {"vocab_size": 50, "name": "wte"}),
+                                       ("Embedding", None, {"tied_to": "wte", "inputs": "input"})], (7, 16), 800),
+    "Unembedding-bias": ((7,), "int64", [("Embedding", 16, {"vocab_size": 50, "name": "wte"}),
+                                         ("Unembedding", None, {"embedding": "wte", "use_bias": True})], (7, 50), 850),
     "Unembedding": ((7,), "int64", [("Embedding", 16, {"vocab_size": 50, "name": "wte"}),
                                     ("Unembedding", None, {"embedding": "wte"})], (7, 50), 800),
 }
@@ -95,6 +103,11 @@ def test_same_padding_puts_the_extra_pixel_after(size, kernel, stride, expected)
     (lambda s: s.add("Add", inputs=["input"]), r"takes 2\.\.64 inputs, got 1"),
     (lambda s: s.add("Dense", 0), r"units must be a positive int, got 0"),
     (lambda s: s.add("Dense", 3, name="input"), r"name 'input' is already used"),
+    (lambda s: s.add("Permute", [1, 3]), r"dims must be a permutation of 1\.\.rank"),
+    (lambda s: s.add("Permute", [2, 1]), r"dims \[2, 1\] do not match input rank 1"),
+    (lambda s: s.add("Cropping1D", [0, 1]), r"Cropping1D: expects a sequence \(L, \.\.\.\), got \(10,\)"),
+    (lambda s: s.add("Rescaling", float("nan")), r"scale must be a finite number, got nan"),
+    (lambda s: s.add("Embedding", 4), r"Embedding needs vocab_size \(or tied_to= an earlier Embedding\)"),
 ])
 def test_bad_specs_say_what_is_wrong(build, message):
     spec = ModelSpec.sequential((10,))
@@ -126,6 +139,37 @@ def test_tied_unembedding_stores_the_matrix_once_and_checks_its_embedding():
         spec.add("Unembedding", embedding="later", inputs="proj")
     with pytest.raises(SpecError, match=r"input features 4 differ from embedding 'wte'.s dim 8"):
         spec.add("Dense", 4, name="small", inputs="proj").add("Unembedding", embedding="wte", inputs="small")
+
+
+def test_tied_embedding_uses_the_owner_table_and_checks_it():
+    spec = ModelSpec().add_input("a", (5,), "int64").add_input("b", (3,), "int64")
+    spec.add("Embedding", 8, vocab_size=30, name="shared", inputs="a")
+    spec.add("Embedding", tied_to="shared", name="other", inputs="b")
+    assert spec.shapes()["other"] == (3, 8) and "other" not in spec.weight_shapes()
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(SpecError, match=r"tied_to 'other' is itself tied to 'shared'"):
+        spec.add("Embedding", tied_to="other", inputs="b")
+    with pytest.raises(SpecError, match=r"dim 4 differs from 'shared'.s 8"):
+        spec.add("Embedding", 4, tied_to="shared", inputs="b")
+    with pytest.raises(SpecError, match=r"embedding 'other' is tied to 'shared'; name the Embedding"):
+        spec.add("Unembedding", embedding="other", inputs="other")
+
+
+@pytest.mark.parametrize("kind,main,message", [
+    ("Cropping1D", [3, 2], r"cropping \[3, 2\] leaves nothing of length 5"),
+    ("Cropping1D", [-1, 0], r"cropping must be an int >= 0 or a pair of them"),
+    ("GroupNorm", 2, r"channels \(5\) must be divisible by groups \(2\)"),
+])
+def test_bad_sequence_layers_say_what_is_wrong(kind, main, message):
+    with pytest.raises(SpecError, match=message):
+        ModelSpec.sequential((5, 2)).add(kind, main)
+
+
+def test_reshape_sends_a_dynamic_length_into_its_minus_one():
+    spec = ModelSpec.sequential((None,)).add("Reshape", [1, -1])
+    assert spec.shapes()["reshape"] == (1, None)
+    with pytest.raises(SpecError, match=r"dynamic dimension; the target shape needs a -1"):
+        ModelSpec.sequential((None,)).add("Reshape", [1, 4])
 
 
 @pytest.mark.parametrize("build,message", [

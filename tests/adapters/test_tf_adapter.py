@@ -95,11 +95,19 @@ def _text():
     spec.add("Attention", 2, causal=True, name="cached", inputs=["wpe", "key", "key"])
     spec.add("Attention", 4, name="masked", inputs=["cached", "cached", "cached", "keep"])
     spec.add("TakeToken", 0, name="first").add("TakeToken", -1, name="last", inputs="masked")
-    spec.add("Unembedding", embedding="wte", name="logits", inputs="masked")
+    spec.add("Embedding", tied_to="wte", name="tied", inputs="ids").add("Add", inputs=["masked", "tied"])
+    spec.add("Unembedding", embedding="wte", use_bias=True, name="logits")
     return spec.set_outputs(["logits", "first", "last"])
 
 
-SPECS = {"images": _images, "signal": _signal, "sequence": _sequence, "graph": _graph, "text": _text}
+def _waveform():
+    spec = ModelSpec.sequential((20,))
+    spec.add("Reshape", [1, -1]).add("Conv1D", 4, kernel_size=1).add("GroupNorm", 2).add("Permute", [2, 1])
+    return spec.add("Cropping1D", [2, 3]).add("Rescaling", 0.5, offset=-1.0)
+
+
+SPECS = {"images": _images, "signal": _signal, "sequence": _sequence, "graph": _graph, "text": _text,
+         "waveform": _waveform}
 
 
 def test_specs_cover_every_layer_kind():

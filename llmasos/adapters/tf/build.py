@@ -93,7 +93,7 @@ def build_graph(spec: ModelSpec) -> tuple[keras.Model, keras.Model, dict[str, ke
             main = layers[layer.name] = make_layer(layer.kind, layer.config, [shapes[s] for s in layer.inputs],
                                                    name, want)
             shares = catalog.get_kind(layer.kind).shares
-            if shares is not None:  # tied weights: the layer uses another layer's variable
+            if shares is not None and layer.config[shares] is not None:  # tied: uses another layer's variable
                 main.share(layers[layer.config[shares]])
             pre = call_layer(layer.kind, main, [graph.get(s, want) for s in layer.inputs], layer.config)
             # a fused activation is a layer of its own, so the logits model can stop before it

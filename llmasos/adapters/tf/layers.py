@@ -31,7 +31,7 @@ LAYOUTS: dict[str, str | None] = {
     "GlobalAvgPool2D": "cl", "Flatten": "cf", "Reshape": "cf", "Dropout": None, "BatchNorm": "cl",
     "LayerNorm": "cf", "Embedding": "cf", "LSTM": "cf", "GRU": "cf", "MultiHeadAttention": "cf",
     "Activation": None, "Add": None, "Concatenate": None, "Attention": "cf", "PositionEmbedding": "cf",
-    "TakeToken": "cf", "Unembedding": "cf",
+    "TakeToken": "cf", "Unembedding": "cf", "Permute": "cf", "Cropping1D": "cf", "Rescaling": None, "GroupNorm": "cl",
 }
 
 
@@ -260,15 +260,52 @@ class TakeToken(keras.layers.Layer):
         return {**super().get_config(), "index": self.index}
 
 
-class Unembedding(keras.layers.Layer):
-    """``x @ E^T`` with the table of a Keras Embedding layer given by :meth:`share`."""
+class Cropping1D(keras.layers.Layer):
+    """Keras' Cropping1D for sequences of any rank (``(L, ...)``), with a dynamic length."""
+
+    def __init__(self, cropping: list[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cropping = list(cropping)
+
+    def call(self, x):
+        return x[:, self.cropping[0]:tf.shape(x)[1] - self.cropping[1]]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "cropping": self.cropping}
+
+
+class Tied(keras.layers.Layer):
+    """A layer that uses the table of a Keras Embedding layer given by :meth:`share`."""
 
     def share(self, source: keras.layers.Embedding) -> None:
         # a callable, not an attribute Keras would track: the variable stays the Embedding's alone
         self.matrix = lambda: source.embeddings
 
+
+class TiedEmbedding(Tied):
+    """Looks ids up in another Embedding's table."""
+
+    def call(self, ids):
+        return tf.gather(self.matrix(), ids)
+
+
+class Unembedding(Tied):
+    """``x @ E^T`` (plus an optional ``bias`` of its own) with another Embedding's table."""
+
+    def __init__(self, vocab_size: int, use_bias: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocab_size, self.use_bias = vocab_size, use_bias
+
+    def build(self, input_shape) -> None:
+        self.bias = self.add_weight(name="bias", shape=(self.vocab_size,), initializer="zeros") \
+            if self.use_bias else None
+
     def call(self, x):
-        return tf.matmul(x, self.matrix(), transpose_b=True)
+        out = tf.matmul(x, self.matrix(), transpose_b=True)
+        return out if self.bias is None else out + self.bias
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "vocab_size": self.vocab_size, "use_bias": self.use_bias}
 
 
 def channel_axis(axis: int, rank: int, layout: str) -> int:
@@ -304,7 +341,13 @@ _MAKERS: dict[str, Callable[[dict, list[tuple], str, str], keras.layers.Layer]] 
     "Dropout": lambda c, shapes, name, layout: keras.layers.Dropout(c["rate"], name=name),
     "BatchNorm": lambda c, shapes, name, layout: BatchNorm(c["momentum"], c["eps"], name=name),
     "LayerNorm": lambda c, shapes, name, layout: keras.layers.LayerNormalization(epsilon=c["eps"], name=name),
-    "Embedding": lambda c, shapes, name, layout: keras.layers.Embedding(c["vocab_size"], c["dim"], name=name),
+    "Embedding": lambda c, shapes, name, layout: TiedEmbedding(name=name) if c["tied_to"]
+    else keras.layers.Embedding(c["vocab_size"], c["dim"], name=name),
+    "GroupNorm": lambda c, shapes, name, layout: keras.layers.GroupNormalization(c["groups"], epsilon=c["eps"],
+                                                                                 name=name),
+    "Permute": lambda c, shapes, name, layout: keras.layers.Permute(c["dims"], name=name),
+    "Cropping1D": lambda c, shapes, name, layout: Cropping1D(c["cropping"], name=name),
+    "Rescaling": lambda c, shapes, name, layout: keras.layers.Rescaling(c["scale"], c["offset"], name=name),
     "LSTM": _recurrent(keras.layers.LSTM),
     "GRU": _recurrent(keras.layers.GRU),
     "MultiHeadAttention": lambda c, shapes, name, layout: keras.layers.MultiHeadAttention(
@@ -316,7 +359,7 @@ _MAKERS: dict[str, Callable[[dict, list[tuple], str, str], keras.layers.Layer]] 
     "Attention": lambda c, shapes, name, layout: Attention(c["num_heads"], c["causal"], c["dropout"], name=name),
     "PositionEmbedding": lambda c, shapes, name, layout: PositionEmbedding(c["max_length"], name=name),
     "TakeToken": lambda c, shapes, name, layout: TakeToken(c["index"], name=name),
-    "Unembedding": lambda c, shapes, name, layout: Unembedding(name=name),
+    "Unembedding": lambda c, shapes, name, layout: Unembedding(c["vocab_size"], c["use_bias"], name=name),
 }
 
 

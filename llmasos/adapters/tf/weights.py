@@ -42,6 +42,8 @@ CONVERSIONS: dict[str, dict[str, tuple[str, Convert, Convert]]] = {
     "Conv2D": _KERNEL_BIAS,
     "BatchNorm": _table({name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")}),
     "LayerNorm": _table({"gamma": "gamma", "beta": "beta"}),
+    "GroupNorm": _table({"gamma": "gamma", "beta": "beta"}),
+    "Unembedding": _table({"bias": "bias"}),
     "Embedding": _table({"embeddings": "embeddings"}),
     "PositionEmbedding": _table({"embeddings": "embeddings"}),
     "LSTM": _CELL,

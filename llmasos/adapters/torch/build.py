@@ -40,7 +40,7 @@ class GraphModule(nn.Module):
         })
         for layer in spec.layers:
             shares = catalog.get_kind(layer.kind).shares
-            if shares is not None:  # tied weights: the layer uses another layer's parameter
+            if shares is not None and layer.config[shares] is not None:  # tied: uses another layer's parameter
                 self.blocks[_key(layer.name)].share(self.blocks[_key(layer.config[shares])])
         self.logits_layer = spec.logits_layer()
         self.release, self.in_place = _memory_plan(spec)
@@ -71,7 +71,7 @@ class GraphModule(nn.Module):
 
 
 # Layers whose output is a new tensor, never a view of (or the same object as) their input.
-_FRESH = {"Dense", "Conv1D", "Conv2D", "BatchNorm", "LayerNorm", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
+_FRESH = {"Dense", "Conv1D", "Conv2D", "BatchNorm", "LayerNorm", "GroupNorm", "Rescaling", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
           "Concatenate", "Add"}
 
 

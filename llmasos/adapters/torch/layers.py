@@ -130,6 +130,33 @@ class Reshape(Layer):
         return x.reshape(x.shape[0], *self.target)
 
 
+class Permute(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.dims = (0, *config["dims"])
+
+    def forward(self, x):
+        return x.permute(self.dims)
+
+
+class Cropping1D(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.start, self.end = config["cropping"]
+
+    def forward(self, x):
+        return x[:, self.start:x.shape[1] - self.end]
+
+
+class Rescaling(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.scale, self.offset = config["scale"], config["offset"]
+
+    def forward(self, x):
+        return x * self.scale + self.offset
+
+
 class Dropout(Layer):
     def __init__(self, config, shapes):
         super().__init__(config, shapes)
@@ -158,13 +185,27 @@ class LayerNorm(Layer):
         return self.norm(x)
 
 
+class GroupNorm(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.norm = nn.GroupNorm(config["groups"], shapes[0][0], eps=config["eps"])
+
+    def forward(self, x):
+        return self.norm(x)
+
+
 class Embedding(Layer):
     def __init__(self, config, shapes):
         super().__init__(config, shapes)
-        self.embedding = nn.Embedding(config["vocab_size"], config["dim"])
+        if config["tied_to"] is None:
+            self.embedding = nn.Embedding(config["vocab_size"], config["dim"])
+
+    def share(self, source: "Embedding") -> None:
+        # the source module itself, outside this one's parameters (see Unembedding.share)
+        self.lookup = lambda ids: source.embedding(ids)
 
     def forward(self, x):
-        return self.embedding(x)
+        return self.embedding(x) if "embedding" in self._modules else self.lookup(x)
 
 
 class Recurrent(Layer):
@@ -270,13 +311,17 @@ class TakeToken(Layer):
 class Unembedding(Layer):
     """``x @ E^T`` with the table of the Embedding module given by :meth:`share`."""
 
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.bias = nn.Parameter(torch.zeros(config["vocab_size"])) if config["use_bias"] else None
+
     def share(self, source: Embedding) -> None:
         # a callable, not a submodule: the matrix stays the Embedding's alone (one parameter, one
         # state-dict entry) and freezing this layer does not freeze it
         self.matrix = lambda: source.embedding.weight
 
     def forward(self, x):
-        return F.linear(x, self.matrix())
+        return F.linear(x, self.matrix(), self.bias)
 
 
 class Activation(Layer):
@@ -303,7 +348,8 @@ class Concatenate(Layer):
 
 MODULES: dict[str, type[Layer]] = {
     "Dense": Dense, "Conv1D": Conv, "Conv2D": Conv, "MaxPool2D": MaxPool2D, "AvgPool2D": AvgPool2D,
-    "GlobalAvgPool2D": GlobalAvgPool2D, "Flatten": Flatten, "Reshape": Reshape, "Dropout": Dropout,
+    "GlobalAvgPool2D": GlobalAvgPool2D, "Flatten": Flatten, "Reshape": Reshape, "Permute": Permute,
+    "Cropping1D": Cropping1D, "Rescaling": Rescaling, "GroupNorm": GroupNorm, "Dropout": Dropout,
     "BatchNorm": BatchNorm, "LayerNorm": LayerNorm, "Embedding": Embedding, "LSTM": LSTM, "GRU": GRU,
     "MultiHeadAttention": MultiHeadAttention, "Activation": Activation, "Add": Add, "Concatenate": Concatenate,
     "Attention": Attention, "PositionEmbedding": PositionEmbedding, "TakeToken": TakeToken, "Unembedding": Unembedding,

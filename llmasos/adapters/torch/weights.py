@@ -81,6 +81,8 @@ CONVERSIONS: dict[str, dict[str, tuple[tuple[str, ...], Split, Join]]] = {
         "moving_variance": (("bn.running_var",), _same, _join_same),
     },
     "LayerNorm": _norm("norm"),
+    "GroupNorm": _norm("norm"),
+    "Unembedding": {"bias": (("bias",), _same, _join_same)},
     "Embedding": {"embeddings": (("embedding.weight",), _same, _join_same)},
     "PositionEmbedding": {"embeddings": (("embedding.weight",), _same, _join_same)},
     "LSTM": {
