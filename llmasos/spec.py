@@ -171,6 +171,26 @@ class ModelSpec:
                                 f"{', '.join(map(str, ins))}: {err}") from None
         return shapes
 
+    def fitting_length(self, at_least: int) -> int:
+        """A size for every dynamic input dimension, ``at_least`` or that doubled until every
+        layer fits (a waveform must cover its convolutions' receptive field), for example inputs.
+
+        >>> spec = ModelSpec.sequential((None,)).add("Reshape", [1, -1]).add("Conv1D", 2, kernel_size=10)
+        >>> spec.fitting_length(3)
+        12
+        """
+        length = at_least
+        while True:
+            concrete = ModelSpec([InputSpec(i.name, tuple(length if d is None else d for d in i.shape), i.dtype)
+                                  for i in self.inputs], self.layers, self.outputs)
+            try:
+                concrete.shapes()
+                return length
+            except SpecError:
+                if length > 2 ** 24:
+                    raise SpecError(f"no size of the dynamic dimensions up to {length} fits every layer") from None
+                length *= 2
+
     def dtypes(self) -> dict[str, str]:
         """Dtype of every node: inputs as declared, Embedding ids in, floats everywhere else."""
         out = {i.name: i.dtype for i in self.inputs}

@@ -73,9 +73,11 @@ class OnnxConfig:
 
     def sample(self, batch: int = 3, seed: int = 0, length: int = DYNAMIC_SIZE) -> list[np.ndarray]:
         """Random inputs inside each input's domain: normal floats, ids below every vocabulary they
-        index. Dynamic dimensions get ``length``; the default is neither 1 nor the exporters'
-        example size, so a dimension an exporter froze shows up as an error."""
+        index. Dynamic dimensions get ``length`` (doubled until every layer fits it); the default
+        is neither 1 nor the exporters' example size, so a dimension an exporter froze shows up
+        as an error."""
         rng = np.random.default_rng(seed)
+        length = self.spec.fitting_length(length)
         out = []
         for info in self.inputs:
             shape = (batch, *(d if isinstance(d, int) else length for d in info.shape[1:]))

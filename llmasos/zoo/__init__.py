@@ -25,6 +25,7 @@ from ..model import Model
 from . import registry
 from . import resnet, vgg  # noqa: F401  (each family registers its models when imported)
 from . import bert, gpt2  # noqa: F401  (text families, registered after the image ones for zoo.list())
+from . import marian, wav2vec2  # noqa: F401  (translation and speech)
 from .preprocess import classify, prepare_images, top_k
 from .registry import ModelInfo, register
 from .weights import load_pretrained

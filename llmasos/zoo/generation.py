@@ -98,10 +98,12 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def generate(decoder: Cached | Uncached, ids: np.ndarray, max_new_tokens: int, *, eos_token_id: int | None = None,
-             do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             pad_token_id: int | None = None, suppress: Sequence[int] = (), do_sample: bool = False,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              seed: int | None = None) -> np.ndarray:
     """``ids`` ``(batch, L)`` followed by up to ``max_new_tokens`` new ones. A row that produced
-    ``eos_token_id`` is continued with it; generation stops when every row has."""
+    ``eos_token_id`` is continued with ``pad_token_id`` (``eos_token_id`` when None); generation
+    stops when every row has. Tokens in ``suppress`` are never chosen."""
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise DataError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
     if temperature <= 0 or (top_k is not None and top_k < 1) or (top_p is not None and not 0 < top_p <= 1):
@@ -114,9 +116,12 @@ def generate(decoder: Cached | Uncached, ids: np.ndarray, max_new_tokens: int, *
     out, done = ids, np.zeros(len(ids), bool)
     for step in range(max_new_tokens):
         logits = decoder.start(ids) if step == 0 else decoder.advance(out[:, -1])
+        if len(suppress):
+            logits = logits.copy()
+            logits[:, list(suppress)] = -np.inf
         tokens = choose(logits, rng, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
         if eos_token_id is not None:
-            tokens = np.where(done, eos_token_id, tokens)
+            tokens = np.where(done, eos_token_id if pad_token_id is None else pad_token_id, tokens)
             done |= tokens == eos_token_id
         out = np.concatenate([out, tokens[:, None].astype(np.int64)], axis=1)
         if done.all():

@@ -1,5 +1,6 @@
-"""What the text families (:mod:`.bert`, :mod:`.gpt2`) share: Hugging Face configs and folders,
-tokenizers, the :class:`TextModel` they load into and a dataset of tokenised texts.
+"""What the Hugging Face families (:mod:`.bert`, :mod:`.gpt2`, :mod:`.marian`, :mod:`.wav2vec2`)
+share: configs and folders, tokenizers, the :class:`TextModel` they load into and a dataset of
+tokenised texts.
 
 A family is a :class:`TextModel` subclass that names its config class, the ``model_type`` of
 its Hugging Face folders, its tasks and how to build its spec; :func:`load_text` does the rest::
@@ -100,6 +101,17 @@ class TextModel(Model):
         """Layers a checkpoint of another task may lack or size differently (a new head)."""
         return ()
 
+    @classmethod
+    def read_tokenizer(cls, source: Any, folder: Path | None) -> Any:
+        """The tokenizer ``source`` gives (an object or a path), else the folder's; None if neither."""
+        return load_tokenizer(source, folder)
+
+    @classmethod
+    def constant_weights(cls, config: HFConfig, spec: ModelSpec) -> dict:
+        """Weights computed, not learned (sinusoidal positions): set after any checkpoint and
+        never trained."""
+        return {}
+
     def encode(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
         """Texts as the model's inputs: ids (and, where the model takes them, the attention mask
         and token type ids), padded to the longest text."""
@@ -197,15 +209,20 @@ def load_text(family: type[TextModel], info: ModelInfo, framework: str | None = 
     hf_config = family.config_class.from_dict(settings, info.name)
     labels = _labels(settings, num_labels) if family.heads(task) else []
     spec = family.build_spec(hf_config, task, len(labels), logits)
-    model = family(spec, hf_config, task, framework, info.name, load_tokenizer(tokenizer, folder))
+    model = family(spec, hf_config, task, framework, info.name, family.read_tokenizer(tokenizer, folder))
     if model.framework not in info.frameworks:
         raise ZooError(f"{info.name} is available in {', '.join(info.frameworks)}, not {model.framework}")
     loaded = load_weights(info, family, spec, folder, task) if folder is not None else {}
+    constants = family.constant_weights(hf_config, spec)
     model.build(seed)
-    if loaded:
-        model.set_weights({**model.get_weights(), **loaded})  # a new head keeps its fresh initialisation
+    if loaded or constants:
+        # a new head keeps its fresh initialisation
+        model.set_weights({**model.get_weights(), **loaded, **constants})
+    frozen = set(constants)
     if freeze == "backbone":
-        model.compiled.set_trainable({layer.name for layer in spec.layers} - set(family.heads(task)), False)
+        frozen |= {layer.name for layer in spec.layers} - set(family.heads(task))
+    if frozen:
+        model.compiled.set_trainable(frozen, False)
     model.metadata = {"zoo": info.name, "task": task, "pretrained": None if folder is None else str(folder),
                       "freeze": freeze, "config": hf_config.to_dict(), "labels": labels or None}
     return model

@@ -224,11 +224,14 @@ class _Layout:
 
 # layer kind -> torch parameter name -> neutral weight
 TORCH_LAYOUTS: dict[str, dict[str, _Layout]] = {
+    "Conv1D": {"weight": _Layout("kernel", (2, 1, 0)), "bias": _Layout("bias")},     # OIL -> LIO
     "Conv2D": {"weight": _Layout("kernel", (2, 3, 1, 0)), "bias": _Layout("bias")},  # OIHW -> HWIO
     "Dense": {"weight": _Layout("kernel", (1, 0)), "bias": _Layout("bias")},         # (out, in) -> (in, out)
     "BatchNorm": {"weight": _Layout("gamma"), "bias": _Layout("beta"), "running_mean": _Layout("moving_mean"),
                   "running_var": _Layout("moving_variance")},
     "LayerNorm": {"weight": _Layout("gamma"), "bias": _Layout("beta")},
+    "GroupNorm": {"weight": _Layout("gamma"), "bias": _Layout("beta")},
+    "Unembedding": {"bias": _Layout("bias")},
     "Embedding": {"weight": _Layout("embeddings")},
     "PositionEmbedding": {"weight": _Layout("embeddings")},
 }

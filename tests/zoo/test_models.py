@@ -24,6 +24,7 @@ TESTED = {
     "vgg11": "torchvision", "vgg11_bn": "torchvision", "vgg16": "torchvision", "vgg16_bn": "torchvision",
     "resnet_tiny": "tiny", "vgg_tiny": "tiny",
     "bert": "text", "gpt2": "text",  # against transformers in test_text.py
+    "wav2vec2": "speech", "marian": "translation",  # in test_speech.py and test_translation.py
 }
 FAST = {"resnet18", "resnet50", "vgg11"}
 

@@ -13,11 +13,13 @@ DEFAULT_OPSET = 18
 
 
 def example_inputs(model: TorchModel, batch: int = 2) -> list[np.ndarray]:
-    """Inputs of the spec's shapes; dynamic sizes become 3 (a size of 1 would be frozen)."""
+    """Inputs of the spec's shapes; dynamic sizes become 3 (a size of 1 would be frozen), or
+    the first doubling of it that every layer fits."""
     rng = np.random.default_rng(0)
     out = []
+    length = model.spec.fitting_length(3)
     for spec_input in model.spec.inputs:
-        shape = (batch, *(3 if d is None else d for d in spec_input.shape))
+        shape = (batch, *(length if d is None else d for d in spec_input.shape))
         if spec_input.dtype == "int64":
             vocab = min(layer.config["vocab_size"] for layer in model.spec.layers
                         if layer.kind == "Embedding" and spec_input.name in layer.inputs)

@@ -1,0 +1,341 @@
+"""Marian (Junczys-Dowmunt et al., 2018) translation models, as Hugging Face's ``MarianMTModel``
+computes them (the Helsinki-NLP ``opus-mt-*`` family), in the neutral spec, with generation.
+
+An encoder-decoder Transformer (post-LayerNorm) over one shared vocabulary: the table
+``shared`` embeds source and target ids (scaled by ``sqrt(d_model)`` with ``scale_embedding``)
+and, tied, scores the next token (plus ``final_logits_bias``). Positions are fixed sinusoids
+(sines in the first half of the features, cosines in the second), computed, not loaded, and
+never trained. Layer names are Hugging Face's without ``model.`` (``encoder.layers.0.self_attn.q_proj``,
+``decoder.layers.0.encoder_attn.k_proj``, ``shared``).
+
+Three specs share these weights by name (:func:`marian` with ``part=``):
+
+* ``"seq2seq"`` (the model itself): ``input_ids``, ``attention_mask`` and ``decoder_input_ids``
+  to ``logits`` ``(batch, target length, vocab)``, as ``MarianMTModel(...).logits``;
+* ``"encoder"``: ``input_ids``, ``attention_mask`` to ``encoder_hidden_states``;
+* ``"decoder"``: one generation step with a key/value cache: ``decoder_input_ids``,
+  ``encoder_hidden_states``, ``attention_mask`` and ``past_key_i``/``past_value_i`` per layer to
+  the last position's ``logits`` and ``present_key_i``/``present_value_i``. Cross-attention keys
+  and values are recomputed from the encoder states each step (one spec, one ONNX file).
+
+>>> config = MarianConfig(vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+...                       decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, pad_token_id=49)
+>>> [i.name for i in marian(config, part="decoder").inputs]
+['decoder_input_ids', 'encoder_hidden_states', 'attention_mask', 'past_key_0', 'past_value_0']
+
+::
+
+    mt = zoo.load("marian", pretrained="path/to/opus-mt-en-de")        # source.spm/target.spm/vocab.json
+    mt.translate(["How are you?"])                                       # ['Wie geht es Ihnen?']
+    export.to_onnx(mt.encoder(), "encoder.onnx"); export.to_onnx(mt.decoder(), "decoder.onnx")
+    mt.translate(["How are you?"], session=("encoder.onnx", "decoder.onnx"))   # the same from ONNX Runtime
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from functools import partial
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DataError, WeightsError, ZooError
+from ..model import Model
+from ..spec import ModelSpec
+from . import generation
+from .registry import register
+from .spm import SentencePieceVocabulary
+from .text import HFConfig, TextModel, activation, load_text, load_tokenizer
+
+TRANSLATION = "translation"
+PARTS = ("seq2seq", "encoder", "decoder")
+_TIED_COPIES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
+
+
+@dataclasses.dataclass(frozen=True)
+class MarianConfig(HFConfig):
+    """``MarianConfig``'s architecture settings, with transformers' defaults (a checkpoint's
+    ``config.json`` leaves out what equals them); :data:`OPUS_MT` is the standard model's."""
+
+    FIXED = {"share_encoder_decoder_embeddings": True, "tie_word_embeddings": True, "is_encoder_decoder": True}
+
+    vocab_size: int = 58101
+    decoder_vocab_size: int | None = None
+    d_model: int = 1024
+    encoder_layers: int = 12
+    decoder_layers: int = 12
+    encoder_attention_heads: int = 16
+    decoder_attention_heads: int = 16
+    encoder_ffn_dim: int = 4096
+    decoder_ffn_dim: int = 4096
+    activation_function: str = "gelu"
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    max_position_embeddings: int = 1024
+    scale_embedding: bool = False
+    pad_token_id: int = 58100
+    eos_token_id: int = 0
+    decoder_start_token_id: int = 58100
+
+    def __post_init__(self) -> None:
+        if self.decoder_vocab_size not in (None, self.vocab_size):
+            raise ZooError(f"decoder_vocab_size {self.decoder_vocab_size} differs from vocab_size {self.vocab_size}: "
+                           f"separate target vocabularies are not supported (only a shared one)")
+
+
+# Helsinki-NLP/opus-mt-en-de (and the other opus-mt-* models of its size)
+OPUS_MT = MarianConfig(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
+                       decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048,
+                       activation_function="swish", max_position_embeddings=512, scale_embedding=True)
+
+
+def sinusoids(positions: int, dim: int) -> np.ndarray:
+    """Marian's position table: ``sin`` of the even angles in the first half of the features,
+    ``cos`` of the odd ones in the second (not interleaved)."""
+    angles = np.arange(positions)[:, None] / np.power(10000.0, 2 * (np.arange(dim) // 2) / dim)[None, :]
+    half = (dim + 1) // 2
+    out = np.empty((positions, dim))
+    out[:, :half], out[:, half:] = np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])
+    return out.astype(np.float32)
+
+
+def _embed(spec: ModelSpec, stack: str, ids_node: str, config: MarianConfig, past: str | None = None) -> str:
+    scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+    spec.add("Rescaling", scale, name=f"{stack}.embed_scale", inputs=ids_node)
+    spec.add("PositionEmbedding", config.max_position_embeddings, name=f"{stack}.embed_positions",
+             inputs=[f"{stack}.embed_scale", past] if past else f"{stack}.embed_scale")
+    return spec.add("Dropout", config.dropout, name=f"{stack}.dropout").outputs[0]
+
+
+def _attention(spec: ModelSpec, prefix: str, query: str, memory: str, heads: int, config: MarianConfig, *,
+               causal: bool = False, mask: str | None = None, cache: int | None = None) -> str:
+    """Projections, multi-head attention and the output projection, added back to ``query``
+    and normalised; with ``cache`` (a layer index) past keys/values come first."""
+    for role in ("q", "k", "v"):
+        spec.add("Dense", config.d_model, name=f"{prefix}.{role}_proj", inputs=query if role == "q" else memory)
+    key, value = f"{prefix}.k_proj", f"{prefix}.v_proj"
+    if cache is not None:
+        spec.add("Concatenate", axis=1, name=f"present_key_{cache}", inputs=[f"past_key_{cache}", key])
+        spec.add("Concatenate", axis=1, name=f"present_value_{cache}", inputs=[f"past_value_{cache}", value])
+        key, value = f"present_key_{cache}", f"present_value_{cache}"
+    spec.add("Attention", heads, causal=causal, dropout=config.attention_dropout, name=f"{prefix}.heads",
+             inputs=[f"{prefix}.q_proj", key, value, *([mask] if mask else [])])
+    spec.add("Dense", config.d_model, name=f"{prefix}.out_proj")
+    spec.add("Dropout", config.dropout, name=f"{prefix}.dropout")
+    spec.add("Add", name=f"{prefix}.residual", inputs=[f"{prefix}.dropout", query])
+    return spec.add("LayerNorm", name=f"{prefix}_layer_norm").outputs[0]
+
+
+def _feed_forward(spec: ModelSpec, prefix: str, source: str, width: int, config: MarianConfig) -> str:
+    spec.add("Dense", width, activation=activation(config.activation_function, "activation_function"),
+             name=f"{prefix}.fc1", inputs=source)
+    spec.add("Dropout", config.activation_dropout, name=f"{prefix}.activation_dropout")
+    spec.add("Dense", config.d_model, name=f"{prefix}.fc2")
+    spec.add("Dropout", config.dropout, name=f"{prefix}.ffn_dropout")
+    spec.add("Add", name=f"{prefix}.ffn_residual", inputs=[f"{prefix}.ffn_dropout", source])
+    return spec.add("LayerNorm", name=f"{prefix}.final_layer_norm").outputs[0]
+
+
+def _encoder(spec: ModelSpec, config: MarianConfig) -> None:
+    spec.add("Embedding", config.d_model, vocab_size=config.vocab_size, name="shared", inputs="input_ids")
+    node = _embed(spec, "encoder", "shared", config)
+    for index in range(config.encoder_layers):
+        prefix = f"encoder.layers.{index}"
+        node = _attention(spec, f"{prefix}.self_attn", node, node, config.encoder_attention_heads, config,
+                          mask="attention_mask")
+        node = _feed_forward(spec, prefix, node, config.encoder_ffn_dim, config)
+    spec.add("Activation", "linear", name="encoder_hidden_states", inputs=node)  # the decoder reads it by name
+
+
+def _decoder(spec: ModelSpec, ids_node: str, config: MarianConfig, cache: bool) -> None:
+    node = _embed(spec, "decoder", ids_node, config, past="past_key_0" if cache else None)
+    for index in range(config.decoder_layers):
+        prefix = f"decoder.layers.{index}"
+        node = _attention(spec, f"{prefix}.self_attn", node, node, config.decoder_attention_heads, config,
+                          causal=True, cache=index if cache else None)
+        node = _attention(spec, f"{prefix}.encoder_attn", node, "encoder_hidden_states",
+                          config.decoder_attention_heads, config, mask="attention_mask")
+        node = _feed_forward(spec, prefix, node, config.decoder_ffn_dim, config)
+    if cache:
+        node = spec.add("TakeToken", -1, name="last", inputs=node).outputs[0]  # the next token's scores only
+    spec.add("Unembedding", embedding="shared", use_bias=True, name="logits", inputs=node)
+
+
+def marian(config: MarianConfig = OPUS_MT, task: str = TRANSLATION, num_labels: int = 0, logits: bool = True,
+           part: str = "seq2seq") -> ModelSpec:
+    """One of Marian's specs (see the module docstring); ``task``, ``num_labels`` and ``logits``
+    are the zoo's common builder arguments and change nothing here."""
+    if part not in PARTS:
+        raise ZooError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    spec = ModelSpec()
+    if part in ("seq2seq", "encoder"):
+        spec.add_input("input_ids", (None,), "int64").add_input("attention_mask", (None,))
+        _encoder(spec, config)
+        if part == "encoder":
+            return spec.set_outputs("encoder_hidden_states")
+        spec.add_input("decoder_input_ids", (None,), "int64")
+        spec.add("Embedding", tied_to="shared", name="decoder.embed_tokens", inputs="decoder_input_ids")
+        _decoder(spec, "decoder.embed_tokens", config, cache=False)
+        return spec.set_outputs("logits")
+    spec.add_input("decoder_input_ids", (None,), "int64").add_input("encoder_hidden_states", (None, config.d_model))
+    spec.add_input("attention_mask", (None,))
+    presents = []
+    for index in range(config.decoder_layers):
+        spec.add_input(f"past_key_{index}", (None, config.d_model)).add_input(f"past_value_{index}", (None, config.d_model))
+        presents += [f"present_key_{index}", f"present_value_{index}"]
+    # without the encoder, the decoder's lookup owns the shared table (same name, same weights)
+    spec.add("Embedding", config.d_model, vocab_size=config.vocab_size, name="shared", inputs="decoder_input_ids")
+    _decoder(spec, "shared", config, cache=True)
+    return spec.set_outputs(["logits", *presents])
+
+
+def hf_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
+    """A Hugging Face Marian checkpoint with this spec's keys: no ``model.`` prefix, the tied
+    copies of ``shared`` dropped (after checking they are copies), ``final_logits_bias`` as the
+    head's bias, the position tables left out (they are computed)."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("model.")
+        if key.endswith("embed_positions.weight"):
+            continue
+        if key == "final_logits_bias":
+            out["logits.bias"] = value.reshape(-1)
+        elif key in _TIED_COPIES:
+            if "shared.weight" in state or "model.shared.weight" in state:
+                shared = state.get("model.shared.weight", state.get("shared.weight"))
+                if not np.array_equal(value, shared):
+                    raise WeightsError(f"the checkpoint's {key} differs from shared.weight; llmasos' Marian shares "
+                                       f"one vocabulary table, as share_encoder_decoder_embeddings=True means")
+            else:
+                out["shared.weight"] = value
+        else:
+            out[key] = value
+    return out
+
+
+class Marian(TextModel):
+    """A zoo Marian: a :class:`~llmasos.model.Model` (the seq2seq spec) with its config, tokenizer,
+    :meth:`encoder`, :meth:`decoder` and :meth:`translate`."""
+
+    config_class = MarianConfig
+    model_types = ("marian",)
+    tasks = (TRANSLATION,)
+    hf_repo = "Helsinki-NLP/opus-mt-en-de"
+    positions = "max_position_embeddings"
+    build_spec = staticmethod(marian)
+
+    _parts: dict[str, Model] | None = None
+
+    @property
+    def _pad_id(self) -> int:
+        return self.config.pad_token_id
+
+    @classmethod
+    def read_tokenizer(cls, source: Any, folder) -> Any:
+        """A tokenizer given, else the folder's SentencePiece files (``source.spm``,
+        ``target.spm``, ``vocab.json``) or its ``tokenizer.json``."""
+        if source is None and folder is not None and SentencePieceVocabulary.in_folder(folder):
+            return SentencePieceVocabulary(folder)
+        if isinstance(source, (str, os.PathLike)) and SentencePieceVocabulary.in_folder(source):
+            return SentencePieceVocabulary(source)
+        return load_tokenizer(source, folder)
+
+    @classmethod
+    def constant_weights(cls, config: MarianConfig, spec: ModelSpec) -> dict:
+        table = sinusoids(config.max_position_embeddings, config.d_model)
+        layers = {layer.name for layer in spec.layers}
+        return {name: {"embeddings": table} for name in ("encoder.embed_positions", "decoder.embed_positions")
+                if name in layers}
+
+    def _part(self, part: str) -> Model:
+        if self._parts is None:
+            self._parts = {}
+        if part not in self._parts:
+            spec = marian(self.config, part=part)
+            model = Model(spec=spec, framework=self.framework, name=f"{self.name}-{part}")
+            weights = self.get_weights()
+            model.set_weights({layer.name: weights[layer.name] for layer in spec.layers if layer.name in weights})
+            model.metadata = dict(self.metadata)
+            self._parts[part] = model
+        return self._parts[part]
+
+    def encoder(self) -> Model:
+        """The encoder alone (``input_ids``, ``attention_mask`` -> ``encoder_hidden_states``) with
+        this model's weights; remade after ``set_weights`` or ``train``."""
+        return self._part("encoder")
+
+    def decoder(self) -> Model:
+        """One generation step with a key/value cache (see the module docstring)."""
+        return self._part("decoder")
+
+    def set_weights(self, weights) -> None:
+        super().set_weights(weights)
+        self._parts = None
+
+    def train(self, *args: Any, **kwargs: Any):
+        self._parts = None
+        return super().train(*args, **kwargs)
+
+    def encode(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
+        """Source texts as the encoder's ``input_ids`` and ``attention_mask`` (ending in ``</s>``)."""
+        if self.tokenizer is None:
+            raise DataError(f"{self.name} has no tokenizer: load it from a folder holding source.spm, target.spm and "
+                            f"vocab.json (or tokenizer.json), or pass tokenizer= to zoo.load")
+        from ..texts import encode
+
+        return encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts),
+                      {"input_ids": "int64", "attention_mask": "float32"}, self._pad_id, self.max_length)
+
+    def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None, max_new_tokens: int = 64, *,
+                 session: Any = None, **sampling: Any) -> np.ndarray:
+        """Target ids ``(batch, 1 + new)`` for source ids ``(batch, L)``, starting from
+        ``decoder_start_token_id``; greedy unless ``do_sample`` (``temperature``, ``top_k``,
+        ``top_p``, ``seed`` as :func:`.generation.generate`). The pad token is never chosen and
+        rows that ended are padded with it, as transformers does. ``session`` is a pair
+        ``(encoder, decoder)`` of ONNX files or ONNX Runtime sessions of :meth:`encoder` and
+        :meth:`decoder`."""
+        ids = np.asarray(input_ids, dtype=np.int64)
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise DataError(f"input_ids must be a non-empty batch (batch, length), got shape {ids.shape}")
+        mask = np.ones(ids.shape, np.float32) if attention_mask is None else np.asarray(attention_mask, np.float32)
+        if mask.shape != ids.shape:
+            raise DataError(f"attention_mask has shape {mask.shape}; input_ids have {ids.shape}")
+        if max_new_tokens + 1 > self.config.max_position_embeddings:
+            raise DataError(f"max_new_tokens={max_new_tokens} exceeds the {self.config.max_position_embeddings} "
+                            f"positions this Marian has")
+        encode_step, decode_step = self._runners(session)
+        states = encode_step([ids, mask])[0]
+        step = generation.Cached(lambda inputs: decode_step([inputs[0], states, mask, *inputs[1:]]),
+                                 [self.config.d_model] * 2 * self.config.decoder_layers)
+        start = np.full((len(ids), 1), self.config.decoder_start_token_id, np.int64)
+        return generation.generate(step, start, max_new_tokens, eos_token_id=self.config.eos_token_id,
+                                   pad_token_id=self.config.pad_token_id, suppress=[self.config.pad_token_id],
+                                   **sampling)
+
+    def _runners(self, session: Any) -> tuple[generation.Runner, generation.Runner]:
+        if session is None:
+            return self.encoder().compiled.predict, self.decoder().compiled.predict
+        if not isinstance(session, (tuple, list)) or len(session) != 2:
+            raise DataError("session must be a pair (encoder, decoder) of ONNX files or ONNX Runtime sessions, made "
+                            "from model.encoder() and model.decoder()")
+        from ..export import load
+
+        return tuple(generation.onnx_runner(load(s) if isinstance(s, (str, os.PathLike)) else s) for s in session)
+
+    def translate(self, texts: str | Sequence[str], max_new_tokens: int = 64, *, session: Any = None,
+                  **sampling: Any) -> str | list[str]:
+        """Translate one text or a list of texts (see :meth:`generate` for the options)."""
+        batch = self.encode(texts)
+        out = self.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens, session=session, **sampling)
+        decoded = [self.tokenizer.decode(row[1:].tolist(), skip_special_tokens=True) for row in out]
+        return decoded[0] if isinstance(texts, str) else decoded
+
+
+@register(name="marian", task=TRANSLATION, input_size=(OPUS_MT.max_position_embeddings,), labels=None, classifier="logits",
+          adapt_state_dict=hf_state_dict, loader=partial(load_text, Marian))
+def marian_opus_mt() -> ModelSpec:
+    """The standard model's spec (opus-mt-en-de's size), for ``zoo.list()``."""
+    return marian(OPUS_MT)
