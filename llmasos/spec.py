@@ -149,6 +149,13 @@ class ModelSpec:
 
     # -- queries ------------------------------------------------------------------------------
 
+    @property
+    def last(self) -> str:
+        """The name of the layer added last, for chaining ``node = spec.add(...).last``."""
+        if not self.layers:
+            raise SpecError("the spec has no layers yet")
+        return self.layers[-1].name
+
     def nodes(self) -> list[str]:
         return [i.name for i in self.inputs] + [layer.name for layer in self.layers]
 

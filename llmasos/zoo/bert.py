@@ -98,7 +98,7 @@ def bert(config: BertConfig = BertConfig(), task: str = "feature-extraction", nu
     spec.add("Add", name="embeddings.sum",
              inputs=["embeddings.position_embeddings", "embeddings.token_type_embeddings"])
     spec.add("LayerNorm", eps=config.layer_norm_eps, name="embeddings.LayerNorm")
-    node = spec.add("Dropout", config.hidden_dropout_prob, name="embeddings.dropout").outputs[0]
+    node = spec.add("Dropout", config.hidden_dropout_prob, name="embeddings.dropout").last
     for index in range(config.num_hidden_layers):
         node = _encoder_layer(spec, f"encoder.layer.{index}", node, config)
     spec.add("Activation", "linear", name="last_hidden_state", inputs=node)  # names the graph's output

@@ -113,7 +113,7 @@ def gpt2(config: GPT2Config = GPT2Config(), task: str = GENERATION, num_labels: 
             presents += [f"present_key_{index}", f"present_value_{index}"]
     spec.add("Embedding", config.n_embd, vocab_size=config.vocab_size, name="wte", inputs="input_ids")
     spec.add("PositionEmbedding", config.n_positions, name="wpe", inputs=["wte", "past_key_0"] if cache else "wte")
-    node = spec.add("Dropout", config.embd_pdrop, name="drop").outputs[0]
+    node = spec.add("Dropout", config.embd_pdrop, name="drop").last
     for index in range(config.n_layer):
         node = _block(spec, index, node, config, cache)
     spec.add("LayerNorm", eps=config.layer_norm_epsilon, name="ln_f", inputs=node)

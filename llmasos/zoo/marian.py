@@ -51,6 +51,7 @@ from .text import HFConfig, TextModel, activation, load_text, load_tokenizer
 
 TRANSLATION = "translation"
 PARTS = ("seq2seq", "encoder", "decoder")
+POSITIONS = ("encoder.embed_positions", "decoder.embed_positions")
 _TIED_COPIES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
 
 
@@ -107,7 +108,7 @@ def _embed(spec: ModelSpec, stack: str, ids_node: str, config: MarianConfig, pas
     spec.add("Rescaling", scale, name=f"{stack}.embed_scale", inputs=ids_node)
     spec.add("PositionEmbedding", config.max_position_embeddings, name=f"{stack}.embed_positions",
              inputs=[f"{stack}.embed_scale", past] if past else f"{stack}.embed_scale")
-    return spec.add("Dropout", config.dropout, name=f"{stack}.dropout").outputs[0]
+    return spec.add("Dropout", config.dropout, name=f"{stack}.dropout").last
 
 
 def _attention(spec: ModelSpec, prefix: str, query: str, memory: str, heads: int, config: MarianConfig, *,
@@ -126,7 +127,7 @@ def _attention(spec: ModelSpec, prefix: str, query: str, memory: str, heads: int
     spec.add("Dense", config.d_model, name=f"{prefix}.out_proj")
     spec.add("Dropout", config.dropout, name=f"{prefix}.dropout")
     spec.add("Add", name=f"{prefix}.residual", inputs=[f"{prefix}.dropout", query])
-    return spec.add("LayerNorm", name=f"{prefix}_layer_norm").outputs[0]
+    return spec.add("LayerNorm", name=f"{prefix}_layer_norm").last
 
 
 def _feed_forward(spec: ModelSpec, prefix: str, source: str, width: int, config: MarianConfig) -> str:
@@ -136,7 +137,7 @@ def _feed_forward(spec: ModelSpec, prefix: str, source: str, width: int, config:
     spec.add("Dense", config.d_model, name=f"{prefix}.fc2")
     spec.add("Dropout", config.dropout, name=f"{prefix}.ffn_dropout")
     spec.add("Add", name=f"{prefix}.ffn_residual", inputs=[f"{prefix}.ffn_dropout", source])
-    return spec.add("LayerNorm", name=f"{prefix}.final_layer_norm").outputs[0]
+    return spec.add("LayerNorm", name=f"{prefix}.final_layer_norm").last
 
 
 def _encoder(spec: ModelSpec, config: MarianConfig) -> None:
@@ -160,7 +161,7 @@ def _decoder(spec: ModelSpec, ids_node: str, config: MarianConfig, cache: bool) 
                           config.decoder_attention_heads, config, mask="attention_mask")
         node = _feed_forward(spec, prefix, node, config.decoder_ffn_dim, config)
     if cache:
-        node = spec.add("TakeToken", -1, name="last", inputs=node).outputs[0]  # the next token's scores only
+        node = spec.add("TakeToken", -1, name="last", inputs=node).last  # the next token's scores only
     spec.add("Unembedding", embedding="shared", use_bias=True, name="logits", inputs=node)
 
 
@@ -195,8 +196,9 @@ def marian(config: MarianConfig = OPUS_MT, task: str = TRANSLATION, num_labels: 
 def hf_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
     """A Hugging Face Marian checkpoint with this spec's keys: no ``model.`` prefix, the tied
     copies of ``shared`` dropped (after checking they are copies), ``final_logits_bias`` as the
-    head's bias, the position tables left out (they are computed)."""
-    out = {}
+    head's bias, the position tables computed (checkpoints leave them out)."""
+    shapes = spec.weight_shapes()
+    out = {f"{name}.weight": sinusoids(*shapes[name]["embeddings"]) for name in POSITIONS if name in shapes}
     for key, value in state.items():
         key = key.removeprefix("model.")
         if key.endswith("embed_positions.weight"):
@@ -247,8 +249,7 @@ class Marian(TextModel):
     def constant_weights(cls, config: MarianConfig, spec: ModelSpec) -> dict:
         table = sinusoids(config.max_position_embeddings, config.d_model)
         layers = {layer.name for layer in spec.layers}
-        return {name: {"embeddings": table} for name in ("encoder.embed_positions", "decoder.embed_positions")
-                if name in layers}
+        return {name: {"embeddings": table} for name in POSITIONS if name in layers}
 
     def _part(self, part: str) -> Model:
         if self._parts is None:
@@ -303,7 +304,7 @@ class Marian(TextModel):
         mask = np.ones(ids.shape, np.float32) if attention_mask is None else np.asarray(attention_mask, np.float32)
         if mask.shape != ids.shape:
             raise DataError(f"attention_mask has shape {mask.shape}; input_ids have {ids.shape}")
-        if max_new_tokens + 1 > self.config.max_position_embeddings:
+        if max_new_tokens > self.config.max_position_embeddings:  # the last new token is never fed back
             raise DataError(f"max_new_tokens={max_new_tokens} exceeds the {self.config.max_position_embeddings} "
                             f"positions this Marian has")
         encode_step, decode_step = self._runners(session)

@@ -114,7 +114,7 @@ def _feature_encoder(spec: ModelSpec, config: Wav2Vec2Config) -> str:
             spec.add("GroupNorm", dim, name=f"{prefix}.layer_norm")  # one group per channel
         if normed:
             spec.add("Activation", act, name=f"{prefix}.activation")
-    return spec.add("Permute", [2, 1], name="feature_extractor.frames").outputs[0]
+    return spec.add("Permute", [2, 1], name="feature_extractor.frames").last
 
 
 def _position_embedding(spec: ModelSpec, source: str, config: Wav2Vec2Config) -> str:
@@ -126,10 +126,10 @@ def _position_embedding(spec: ModelSpec, source: str, config: Wav2Vec2Config) ->
     spec.add("Conv1D", config.hidden_size, kernel_size=kernel, padding=kernel // 2,
              groups=config.num_conv_pos_embedding_groups,
              activation=activation(config.feat_extract_activation, "feat_extract_activation"), name=f"{prefix}.conv")
-    node = spec.add("Permute", [2, 1], name=f"{prefix}.frames").outputs[0]
+    node = spec.add("Permute", [2, 1], name=f"{prefix}.frames").last
     if kernel % 2 == 0:
-        node = spec.add("Cropping1D", [0, 1], name=f"{prefix}.padding").outputs[0]
-    return spec.add("Add", name=f"{prefix}.sum", inputs=[source, node]).outputs[0]
+        node = spec.add("Cropping1D", [0, 1], name=f"{prefix}.padding").last
+    return spec.add("Add", name=f"{prefix}.sum", inputs=[source, node]).last
 
 
 def _encoder_layer(spec: ModelSpec, index: int, source: str, config: Wav2Vec2Config) -> str:
@@ -138,28 +138,28 @@ def _encoder_layer(spec: ModelSpec, index: int, source: str, config: Wav2Vec2Con
     prefix = f"encoder.layers.{index}"
     stable = config.do_stable_layer_norm
     attended = spec.add("LayerNorm", eps=config.layer_norm_eps, name=f"{prefix}.layer_norm",
-                        inputs=source).outputs[0] if stable else source
+                        inputs=source).last if stable else source
     for role in ("q", "k", "v"):
         spec.add("Dense", config.hidden_size, name=f"{prefix}.attention.{role}_proj", inputs=attended)
     spec.add("Attention", config.num_attention_heads, dropout=config.attention_dropout,
              name=f"{prefix}.attention.heads", inputs=[f"{prefix}.attention.{r}_proj" for r in ("q", "k", "v")])
     spec.add("Dense", config.hidden_size, name=f"{prefix}.attention.out_proj")
     spec.add("Dropout", config.hidden_dropout, name=f"{prefix}.dropout")
-    residual = spec.add("Add", name=f"{prefix}.attention.residual", inputs=[f"{prefix}.dropout", source]).outputs[0]
+    residual = spec.add("Add", name=f"{prefix}.attention.residual", inputs=[f"{prefix}.dropout", source]).last
     if stable:
-        feed = spec.add("LayerNorm", eps=config.layer_norm_eps, name=f"{prefix}.final_layer_norm").outputs[0]
+        feed = spec.add("LayerNorm", eps=config.layer_norm_eps, name=f"{prefix}.final_layer_norm").last
     else:
-        feed = residual = spec.add("LayerNorm", eps=config.layer_norm_eps, name=f"{prefix}.layer_norm").outputs[0]
+        feed = residual = spec.add("LayerNorm", eps=config.layer_norm_eps, name=f"{prefix}.layer_norm").last
     spec.add("Dense", config.intermediate_size, activation=activation(config.hidden_act, "hidden_act"),
              name=f"{prefix}.feed_forward.intermediate_dense", inputs=feed)
     spec.add("Dropout", config.activation_dropout, name=f"{prefix}.feed_forward.intermediate_dropout")
     spec.add("Dense", config.hidden_size, name=f"{prefix}.feed_forward.output_dense")
     spec.add("Dropout", config.hidden_dropout, name=f"{prefix}.feed_forward.output_dropout")
     out = spec.add("Add", name=f"{prefix}.feed_forward.residual",
-                   inputs=[f"{prefix}.feed_forward.output_dropout", residual]).outputs[0]
+                   inputs=[f"{prefix}.feed_forward.output_dropout", residual]).last
     if stable:
         return out
-    return spec.add("LayerNorm", eps=config.layer_norm_eps, name=f"{prefix}.final_layer_norm").outputs[0]
+    return spec.add("LayerNorm", eps=config.layer_norm_eps, name=f"{prefix}.final_layer_norm").last
 
 
 def wav2vec2(config: Wav2Vec2Config = Wav2Vec2Config(), task: str = RECOGNITION, num_labels: int = 0,
@@ -173,15 +173,15 @@ def wav2vec2(config: Wav2Vec2Config = Wav2Vec2Config(), task: str = RECOGNITION,
     node = _feature_encoder(spec, config)
     spec.add("LayerNorm", eps=config.layer_norm_eps, name="feature_projection.layer_norm", inputs=node)
     spec.add("Dense", config.hidden_size, name="feature_projection.projection")
-    node = spec.add("Dropout", config.feat_proj_dropout, name="feature_projection.dropout").outputs[0]
+    node = spec.add("Dropout", config.feat_proj_dropout, name="feature_projection.dropout").last
     node = _position_embedding(spec, node, config)
     if not config.do_stable_layer_norm:
-        node = spec.add("LayerNorm", eps=config.layer_norm_eps, name="encoder.layer_norm", inputs=node).outputs[0]
-    node = spec.add("Dropout", config.hidden_dropout, name="encoder.dropout", inputs=node).outputs[0]
+        node = spec.add("LayerNorm", eps=config.layer_norm_eps, name="encoder.layer_norm", inputs=node).last
+    node = spec.add("Dropout", config.hidden_dropout, name="encoder.dropout", inputs=node).last
     for index in range(config.num_hidden_layers):
         node = _encoder_layer(spec, index, node, config)
     if config.do_stable_layer_norm:
-        node = spec.add("LayerNorm", eps=config.layer_norm_eps, name="encoder.layer_norm", inputs=node).outputs[0]
+        node = spec.add("LayerNorm", eps=config.layer_norm_eps, name="encoder.layer_norm", inputs=node).last
     spec.add("Dropout", config.final_dropout, name="dropout", inputs=node)
     spec.add("Dense", config.vocab_size, name="lm_head")
     spec.add("Activation", "linear", name="logits")  # names the graph's output as transformers does

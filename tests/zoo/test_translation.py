@@ -1,0 +1,174 @@
+"""Marian against transformers' ``MarianMTModel`` with identical weights (a Hugging Face folder the
+tests write with ``save_pretrained``, with SentencePiece models trained here), in torch,
+TensorFlow and ONNX Runtime: teacher-forced logits, greedy translations, the tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmasos import export, zoo
+from llmasos.errors import DataError, WeightsError
+from llmasos.zoo.marian import sinusoids
+
+from ..conftest import framework_params
+
+pytestmark = [pytest.mark.torch,  # the reference is transformers' torch model
+              # MarianTokenizer asks for sacremoses, which only its unused normalize() would call
+              pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")]
+
+ATOL = 1e-4
+WORDS = "the a cat dog sees runs house tree big small red green and with under over".split()
+SOURCES = ["the big cat sees a small dog", "a red house", "the dog runs under the green tree"]
+
+
+def _corpus(rng: np.random.Generator, count: int = 400) -> list[str]:
+    return [" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def hf(tmp_path_factory):
+    """A random ``MarianMTModel`` (its logits bias non-zero) saved as a Hugging Face folder with
+    SentencePiece models trained on a small corpus and a Marian vocab.json; its logits and
+    greedy translations of :data:`SOURCES`."""
+    import sentencepiece
+    import torch
+    import transformers
+
+    folder = tmp_path_factory.mktemp("marian")
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(_corpus(np.random.default_rng(0))),
+                                             model_prefix=str(folder / "spm"), vocab_size=36, model_type="unigram",
+                                             minloglevel=2)
+    for side in ("source", "target"):
+        (folder / f"{side}.spm").write_bytes((folder / "spm.model").read_bytes())
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(folder / "spm.model"))
+    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+    vocabulary = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(p for p in pieces if p not in
+                                                                          ("<unk>", "<s>", "</s>"))}}
+    vocabulary["<pad>"] = len(vocabulary)
+    (folder / "vocab.json").write_text(json.dumps(vocabulary))
+    size = len(vocabulary)
+    config = transformers.MarianConfig(
+        vocab_size=size, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        scale_embedding=True, activation_function="swish", pad_token_id=size - 1, decoder_start_token_id=size - 1,
+        eos_token_id=0, forced_eos_token_id=None, init_std=0.3)
+    torch.manual_seed(0)
+    model = transformers.MarianMTModel(config).eval()
+    with torch.no_grad():
+        model.final_logits_bias.normal_(0.0, 0.5)
+    model.save_pretrained(folder)
+    tokenizer = transformers.MarianTokenizer(vocab=str(folder / "vocab.json"), source_spm=str(folder / "source.spm"),
+                                             target_spm=str(folder / "target.spm"))
+    batch = tokenizer(SOURCES, padding=True, return_tensors="pt")
+    decoder_ids = torch.tensor([[size - 1, 5, 9, 3, 12], [size - 1, 7, 7, 2, 0]])
+    with torch.inference_mode():
+        logits = model(**batch, decoder_input_ids=decoder_ids[:1].repeat(3, 1)).logits.numpy()
+        greedy = model.generate(**batch, max_new_tokens=12, do_sample=False, num_beams=1,
+                                bad_words_ids=[[size - 1]]).numpy()
+    return {"folder": folder, "batch": {k: v.numpy() for k, v in batch.items()}, "tokenizer": tokenizer,
+            "decoder_input_ids": decoder_ids[:1].repeat(3, 1).numpy(), "logits": logits, "greedy": greedy,
+            "texts": tokenizer.batch_decode(greedy, skip_special_tokens=True), "model": model}
+
+
+@pytest.fixture(scope="module")
+def models(hf):
+    """The test Marian loaded in each framework (each load compiles three models: share them)."""
+    return {framework: zoo.load("marian", framework, pretrained=hf["folder"]) for framework in ("torch", "tf")}
+
+
+def _inputs(hf) -> dict:
+    return {"input_ids": hf["batch"]["input_ids"], "attention_mask": hf["batch"]["attention_mask"].astype(np.float32),
+            "decoder_input_ids": hf["decoder_input_ids"]}
+
+
+def test_the_tokenizer_matches_transformers_marian_tokenizer(hf, models):
+    ours = models["torch"].encode(SOURCES)
+    np.testing.assert_array_equal(ours["input_ids"], hf["batch"]["input_ids"])
+    np.testing.assert_array_equal(ours["attention_mask"], hf["batch"]["attention_mask"])
+    ids = hf["greedy"][0].tolist()
+    assert models["torch"].tokenizer.decode(ids) == hf["tokenizer"].decode(ids, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("framework", framework_params())
+def test_logits_and_greedy_translations_match_transformers(framework, hf, models):
+    mt = models[framework]
+    np.testing.assert_allclose(mt.predict(_inputs(hf)), hf["logits"], atol=ATOL, rtol=0)
+    batch = hf["batch"]
+    np.testing.assert_array_equal(mt.generate(batch["input_ids"], batch["attention_mask"], 12), hf["greedy"])
+    assert mt.translate(SOURCES, 12) == hf["texts"]
+    assert len({tuple(row) for row in hf["greedy"].tolist()}) > 1  # the rows differ: the source mattered
+
+
+@pytest.mark.parametrize("framework", framework_params())
+def test_each_cached_decoder_step_gives_the_full_models_logits(framework, hf, models):
+    """The key/value cache and the positions after it: step t of the decoder sees what the
+    teacher-forced model sees at position t."""
+    mt = models[framework]
+    inputs = _inputs(hf)
+    states = mt.encoder().predict({"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]})
+    past = [np.zeros((3, 0, 32), np.float32)] * 4
+    for t in range(inputs["decoder_input_ids"].shape[1]):
+        logits, *past = mt.decoder().compiled.predict([inputs["decoder_input_ids"][:, t:t + 1], states,
+                                                       inputs["attention_mask"], *past])
+        np.testing.assert_allclose(logits, hf["logits"][:, t], atol=ATOL, rtol=0)
+
+
+def test_positions_are_marians_sinusoids_and_stay_fixed(hf, models):
+    table = hf["model"].model.encoder.embed_positions.weight.detach().numpy()
+    np.testing.assert_allclose(sinusoids(*table.shape), table, atol=1e-6)
+    weights = models["torch"].get_weights()
+    np.testing.assert_array_equal(weights["decoder.embed_positions"]["embeddings"], sinusoids(*table.shape))
+    trainable = {name for name, p in models["torch"].backend_model.named_parameters() if p.requires_grad}
+    assert not any("embed_positions" in name for name in trainable) and any("shared" in n for n in trainable)
+
+
+@pytest.mark.parametrize("framework", framework_params())
+def test_onnx_encoder_and_decoder_translate_the_same(framework, hf, models, tmp_path):
+    from llmasos.export import load
+
+    mt = models[framework]
+    export.to_onnx(mt, tmp_path / "marian.onnx")
+    np.testing.assert_allclose(load(tmp_path / "marian.onnx").run(None, _inputs(hf))[0], hf["logits"], atol=ATOL,
+                               rtol=0)
+    encoder = export.to_onnx(mt.encoder(), tmp_path / "encoder.onnx")
+    decoder = export.to_onnx(mt.decoder(), tmp_path / "decoder.onnx")
+    assert [t["name"] for t in encoder.outputs] == ["encoder_hidden_states"]
+    assert [t["name"] for t in decoder.inputs][:4] == ["decoder_input_ids", "encoder_hidden_states", "attention_mask",
+                                                      "past_key_0"]
+    assert mt.translate(SOURCES, 12, session=(tmp_path / "encoder.onnx", tmp_path / "decoder.onnx")) == hf["texts"]
+
+
+def test_sampling_is_seeded(models):
+    mt = models["torch"]
+    first = mt.translate(SOURCES, 8, do_sample=True, top_k=5, seed=3)
+    assert first == mt.translate(SOURCES, 8, do_sample=True, top_k=5, seed=3)
+
+
+def test_bad_inputs_say_what_is_wrong(hf, models, tmp_path):
+    mt = models["torch"]
+    with pytest.raises(DataError, match=r"attention_mask has shape \(1, 2\); input_ids have \(1, 3\)"):
+        mt.generate(np.ones((1, 3), np.int64), np.ones((1, 2)))
+    with pytest.raises(DataError, match=r"max_new_tokens=100 exceeds the 64 positions"):
+        mt.generate(np.ones((1, 3), np.int64), max_new_tokens=100)
+    with pytest.raises(DataError, match=r"session must be a pair \(encoder, decoder\)"):
+        mt.translate("a cat", 8, session=tmp_path / "marian.onnx")
+    with pytest.raises(DataError, match=r"has no tokenizer"):
+        zoo.load("marian", "torch", config={"d_model": 16, "encoder_layers": 1, "decoder_layers": 1,
+                                            "vocab_size": 30, "pad_token_id": 29}).translate("a cat", 8)
+
+
+def test_a_checkpoint_with_untied_embeddings_is_refused(hf, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "untied"
+    shutil.copytree(hf["folder"], folder)
+    state = load_file(str(folder / "model.safetensors"))
+    state["lm_head.weight"] = state["model.shared.weight"] + 1.0
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(WeightsError, match=r"lm_head.weight differs from shared.weight"):
+        zoo.load("marian", "torch", pretrained=folder)
