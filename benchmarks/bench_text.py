@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench_zoo import measure
+from bench_zoo import measure, print_against_reference
 
 BERT_BASE = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
              "intermediate_size": 3072, "max_position_embeddings": 512}
@@ -81,13 +81,7 @@ def bench_bert(folder: str, only: set[str], batches: list[int], length: int, rep
         mask[0, length // 2:] = 0  # one padded sequence, so the mask is really used
         feed = {"input_ids": rng.integers(0, BERT_BASE["vocab_size"], (batch, length)), "attention_mask": mask,
                 "token_type_ids": np.zeros((batch, length), np.int64)}
-        want = run["transformers"](feed)
-        seconds = measure(run, feed, repeats, time.perf_counter)
-        for label, fn in run.items():
-            target = "<=1.05" if label == "llmasos torch (module)" else ""
-            diff = float(np.abs(fn(feed) - want).max())
-            print(f"{label:26s} {batch:5d} {seconds[label] * 1e3:9.2f} "
-                  f"{seconds[label] / seconds['transformers']:7.3f} {target:>7s} {diff:11.2e}")
+        print_against_reference(run, feed, repeats, "batch", str(batch))
 
 
 def gpt2_runners(folder: str, only: set[str], new_tokens: int) -> dict[str, Callable]:

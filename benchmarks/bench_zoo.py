@@ -111,6 +111,20 @@ def measure(run: dict[str, Runner], x: np.ndarray, repeats: int, clock: Callable
     return {label: statistics.median(values) for label, values in times.items()}
 
 
+def print_against_reference(run: dict[str, Runner], x, repeats: int, column: str, value: str,
+                            reference: str = "transformers", target_label: str = "llmasos torch (module)") -> None:
+    """One table row per runtime on input ``x``: ms per call, the ratio to ``reference``, the
+    target ratio of ``target_label`` (<= 1.05) and the largest difference from the reference's
+    output. ``column``/``value`` name and show what this input varies (batch, audio length)."""
+    want = run[reference](x)
+    seconds = measure(run, x, repeats, time.perf_counter)
+    for label, fn in run.items():
+        target = "<=1.05" if label == target_label else ""
+        diff = float(np.abs(fn(x) - want).max())
+        print(f"{label:26s} {value:>{len(column)}s} {seconds[label] * 1e3:9.2f} "
+              f"{seconds[label] / seconds[reference]:7.3f} {target:>7s} {diff:11.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet18", help="a torchvision-backed zoo model (default resnet18)")

@@ -11,6 +11,7 @@
     llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token SECRET]
     llmasos zoo list                                names, tasks, frameworks, parameters, weight sources
     llmasos zoo export NAME -o model.onnx [--framework tf] [--pretrained [PATH]] [--num-classes N]
+                                                    (+ model-encoder.onnx, model-decoder.onnx for generation)
 
 Each subcommand is a pair of small functions: ``_add_<name>(subparsers)`` declares its arguments
 and ``_<name>(args) -> int`` runs it. Add one by writing both and listing the first in
@@ -352,6 +353,10 @@ def _zoo_export(args: argparse.Namespace) -> int:
     model = zoo.load(args.name, args.framework, pretrained=args.pretrained, num_classes=args.num_classes,
                      input_size=args.input_size)
     print(export.to_onnx(model, args.output, opset=args.opset))
+    output = Path(args.output)
+    parts = model.generation_parts() if hasattr(model, "generation_parts") else {}
+    for part, part_model in parts.items():  # what generation from ONNX Runtime runs
+        print(export.to_onnx(part_model, output.with_name(f"{output.stem}-{part}{output.suffix}"), opset=args.opset))
     return 0
 
 

@@ -171,6 +171,9 @@ class GPT2(TextModel):
             self._decoder = decoder
         return self._decoder
 
+    def generation_parts(self) -> dict[str, Model]:
+        return {"decoder": self.decoder()}
+
     def set_weights(self, weights) -> None:
         super().set_weights(weights)
         self._decoder = None

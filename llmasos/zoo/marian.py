@@ -272,6 +272,9 @@ class Marian(TextModel):
         """One generation step with a key/value cache (see the module docstring)."""
         return self._part("decoder")
 
+    def generation_parts(self) -> dict[str, Model]:
+        return {"encoder": self.encoder(), "decoder": self.decoder()}
+
     def set_weights(self, weights) -> None:
         super().set_weights(weights)
         self._parts = None

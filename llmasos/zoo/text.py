@@ -106,6 +106,11 @@ class TextModel(Model):
         """The tokenizer ``source`` gives (an object or a path), else the folder's; None if neither."""
         return load_tokenizer(source, folder)
 
+    def generation_parts(self) -> dict[str, Model]:
+        """The extra models generation runs (GPT-2's cached decoder; Marian's encoder and
+        decoder), each exported beside the model by ``llmasos zoo export``."""
+        return {}
+
     @classmethod
     def constant_weights(cls, config: HFConfig, spec: ModelSpec) -> dict:
         """Weights computed, not learned (sinusoidal positions): set after any checkpoint and

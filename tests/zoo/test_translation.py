@@ -172,3 +172,20 @@ def test_a_checkpoint_with_untied_embeddings_is_refused(hf, tmp_path):
     save_file(state, str(folder / "model.safetensors"))
     with pytest.raises(WeightsError, match=r"lm_head.weight differs from shared.weight"):
         zoo.load("marian", "torch", pretrained=folder)
+
+
+def test_cli_exports_the_model_with_its_encoder_and_decoder(hf, models, tmp_path, capsys):
+    from llmasos.cli import main
+
+    path = tmp_path / "mt.onnx"
+    assert main(["zoo", "export", "marian", "-o", str(path), "--framework", "torch",
+                 "--pretrained", str(hf["folder"])]) == 0
+    assert capsys.readouterr().out.count("verified") == 3
+    session = (tmp_path / "mt-encoder.onnx", tmp_path / "mt-decoder.onnx")
+    assert models["torch"].translate(SOURCES, 12, session=session) == hf["texts"]
+
+
+def test_a_folder_of_another_architecture_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "wav2vec2", "architectures": ["Wav2Vec2ForCTC"]}))
+    with pytest.raises(WeightsError, match=r"describes model_type 'wav2vec2' .*not 'marian'"):
+        zoo.load("marian", "torch", pretrained=tmp_path)
