@@ -12,16 +12,20 @@ Three specs share these weights by name (:func:`marian` with ``part=``):
 
 * ``"seq2seq"`` (the model itself): ``input_ids``, ``attention_mask`` and ``decoder_input_ids``
   to ``logits`` ``(batch, target length, vocab)``, as ``MarianMTModel(...).logits``;
-* ``"encoder"``: ``input_ids``, ``attention_mask`` to ``encoder_hidden_states``;
+* ``"encoder"``: ``input_ids``, ``attention_mask`` to ``encoder_hidden_states`` and, for every
+  decoder layer, the cross-attention keys and values ``cross_key_i``/``cross_value_i`` projected
+  from them once per source;
 * ``"decoder"``: one generation step with a key/value cache: ``decoder_input_ids``,
-  ``encoder_hidden_states``, ``attention_mask`` and ``past_key_i``/``past_value_i`` per layer to
-  the last position's ``logits`` and ``present_key_i``/``present_value_i``. Cross-attention keys
-  and values are recomputed from the encoder states each step (one spec, one ONNX file).
+  ``attention_mask``, ``cross_key_i``/``cross_value_i`` and ``past_key_i``/``past_value_i`` per
+  layer to the last position's ``logits`` and ``present_key_i``/``present_value_i``.
+
+The encoder/decoder pair is what Optimum exports as encoder and decoder-with-past, with the first
+step run by the same decoder from an empty past.
 
 >>> config = MarianConfig(vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
 ...                       decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, pad_token_id=49)
 >>> [i.name for i in marian(config, part="decoder").inputs]
-['decoder_input_ids', 'encoder_hidden_states', 'attention_mask', 'past_key_0', 'past_value_0']
+['decoder_input_ids', 'attention_mask', 'cross_key_0', 'cross_value_0', 'past_key_0', 'past_value_0']
 
 ::
 
@@ -111,13 +115,20 @@ def _embed(spec: ModelSpec, stack: str, ids_node: str, config: MarianConfig, pas
     return spec.add("Dropout", config.dropout, name=f"{stack}.dropout").last
 
 
-def _attention(spec: ModelSpec, prefix: str, query: str, memory: str, heads: int, config: MarianConfig, *,
-               causal: bool = False, mask: str | None = None, cache: int | None = None) -> str:
+def _project(spec: ModelSpec, prefix: str, roles: str, source: str, config: MarianConfig) -> None:
+    for role in roles:
+        spec.add("Dense", config.d_model, name=f"{prefix}.{role}_proj", inputs=source)
+
+
+def _attention(spec: ModelSpec, prefix: str, query: str, memory: str | tuple[str, str], heads: int,
+               config: MarianConfig, *, causal: bool = False, mask: str | None = None, cache: int | None = None) -> str:
     """Projections, multi-head attention and the output projection, added back to ``query``
-    and normalised; with ``cache`` (a layer index) past keys/values come first."""
-    for role in ("q", "k", "v"):
-        spec.add("Dense", config.d_model, name=f"{prefix}.{role}_proj", inputs=query if role == "q" else memory)
-    key, value = f"{prefix}.k_proj", f"{prefix}.v_proj"
+    and normalised. ``memory`` is the sequence keys and values are projected from, or the
+    (key, value) pair already projected; with ``cache`` (a layer index) past keys/values come first."""
+    _project(spec, prefix, "q", query, config)
+    if isinstance(memory, str):
+        _project(spec, prefix, "kv", memory, config)
+    key, value = (f"{prefix}.k_proj", f"{prefix}.v_proj") if isinstance(memory, str) else memory
     if cache is not None:
         spec.add("Concatenate", axis=1, name=f"present_key_{cache}", inputs=[f"past_key_{cache}", key])
         spec.add("Concatenate", axis=1, name=f"present_value_{cache}", inputs=[f"past_value_{cache}", value])
@@ -157,8 +168,10 @@ def _decoder(spec: ModelSpec, ids_node: str, config: MarianConfig, cache: bool) 
         prefix = f"decoder.layers.{index}"
         node = _attention(spec, f"{prefix}.self_attn", node, node, config.decoder_attention_heads, config,
                           causal=True, cache=index if cache else None)
-        node = _attention(spec, f"{prefix}.encoder_attn", node, "encoder_hidden_states",
-                          config.decoder_attention_heads, config, mask="attention_mask")
+        # the step decoder takes the encoder states' projections, made once by the encoder part
+        memory = (f"cross_key_{index}", f"cross_value_{index}") if cache else "encoder_hidden_states"
+        node = _attention(spec, f"{prefix}.encoder_attn", node, memory, config.decoder_attention_heads, config,
+                          mask="attention_mask")
         node = _feed_forward(spec, prefix, node, config.decoder_ffn_dim, config)
     if cache:
         node = spec.add("TakeToken", -1, name="last", inputs=node).last  # the next token's scores only
@@ -176,16 +189,25 @@ def marian(config: MarianConfig = OPUS_MT, task: str = TRANSLATION, num_labels: 
         spec.add_input("input_ids", (None,), "int64").add_input("attention_mask", (None,))
         _encoder(spec, config)
         if part == "encoder":
-            return spec.set_outputs("encoder_hidden_states")
+            cross = []
+            for index in range(config.decoder_layers):
+                prefix = f"decoder.layers.{index}.encoder_attn"
+                _project(spec, prefix, "kv", "encoder_hidden_states", config)
+                for role, what in (("k", "key"), ("v", "value")):
+                    cross.append(spec.add("Activation", "linear", name=f"cross_{what}_{index}",
+                                          inputs=f"{prefix}.{role}_proj").last)
+            return spec.set_outputs(["encoder_hidden_states", *cross])
         spec.add_input("decoder_input_ids", (None,), "int64")
         spec.add("Embedding", tied_to="shared", name="decoder.embed_tokens", inputs="decoder_input_ids")
         _decoder(spec, "decoder.embed_tokens", config, cache=False)
         return spec.set_outputs("logits")
-    spec.add_input("decoder_input_ids", (None,), "int64").add_input("encoder_hidden_states", (None, config.d_model))
-    spec.add_input("attention_mask", (None,))
+    spec.add_input("decoder_input_ids", (None,), "int64").add_input("attention_mask", (None,))
     presents = []
+    for kind in ("cross", "past"):
+        for index in range(config.decoder_layers):
+            spec.add_input(f"{kind}_key_{index}", (None, config.d_model))
+            spec.add_input(f"{kind}_value_{index}", (None, config.d_model))
     for index in range(config.decoder_layers):
-        spec.add_input(f"past_key_{index}", (None, config.d_model)).add_input(f"past_value_{index}", (None, config.d_model))
         presents += [f"present_key_{index}", f"present_value_{index}"]
     # without the encoder, the decoder's lookup owns the shared table (same name, same weights)
     spec.add("Embedding", config.d_model, vocab_size=config.vocab_size, name="shared", inputs="decoder_input_ids")
@@ -264,8 +286,9 @@ class Marian(TextModel):
         return self._parts[part]
 
     def encoder(self) -> Model:
-        """The encoder alone (``input_ids``, ``attention_mask`` -> ``encoder_hidden_states``) with
-        this model's weights; remade after ``set_weights`` or ``train``."""
+        """The encoder (``input_ids``, ``attention_mask`` -> ``encoder_hidden_states`` and the
+        cross-attention keys/values) with this model's weights; remade after ``set_weights`` or
+        ``train``."""
         return self._part("encoder")
 
     def decoder(self) -> Model:
@@ -311,8 +334,8 @@ class Marian(TextModel):
             raise DataError(f"max_new_tokens={max_new_tokens} exceeds the {self.config.max_position_embeddings} "
                             f"positions this Marian has")
         encode_step, decode_step = self._runners(session)
-        states = encode_step([ids, mask])[0]
-        step = generation.Cached(lambda inputs: decode_step([inputs[0], states, mask, *inputs[1:]]),
+        _, *cross = encode_step([ids, mask])
+        step = generation.Cached(lambda inputs: decode_step([inputs[0], mask, *cross, *inputs[1:]]),
                                  [self.config.d_model] * 2 * self.config.decoder_layers)
         start = np.full((len(ids), 1), self.config.decoder_start_token_id, np.int64)
         return generation.generate(step, start, max_new_tokens, eos_token_id=self.config.eos_token_id,

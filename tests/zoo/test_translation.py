@@ -108,11 +108,11 @@ def test_each_cached_decoder_step_gives_the_full_models_logits(framework, hf, mo
     teacher-forced model sees at position t."""
     mt = models[framework]
     inputs = _inputs(hf)
-    states = mt.encoder().predict({"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]})
+    _, *cross = mt.encoder().compiled.predict([inputs["input_ids"], inputs["attention_mask"]])
     past = [np.zeros((3, 0, 32), np.float32)] * 4
     for t in range(inputs["decoder_input_ids"].shape[1]):
-        logits, *past = mt.decoder().compiled.predict([inputs["decoder_input_ids"][:, t:t + 1], states,
-                                                       inputs["attention_mask"], *past])
+        logits, *past = mt.decoder().compiled.predict([inputs["decoder_input_ids"][:, t:t + 1],
+                                                       inputs["attention_mask"], *cross, *past])
         np.testing.assert_allclose(logits, hf["logits"][:, t], atol=ATOL, rtol=0)
 
 
@@ -135,9 +135,9 @@ def test_onnx_encoder_and_decoder_translate_the_same(framework, hf, models, tmp_
                                rtol=0)
     encoder = export.to_onnx(mt.encoder(), tmp_path / "encoder.onnx")
     decoder = export.to_onnx(mt.decoder(), tmp_path / "decoder.onnx")
-    assert [t["name"] for t in encoder.outputs] == ["encoder_hidden_states"]
-    assert [t["name"] for t in decoder.inputs][:4] == ["decoder_input_ids", "encoder_hidden_states", "attention_mask",
-                                                      "past_key_0"]
+    assert [t["name"] for t in encoder.outputs][:3] == ["encoder_hidden_states", "cross_key_0", "cross_value_0"]
+    assert [t["name"] for t in decoder.inputs][:4] == ["decoder_input_ids", "attention_mask", "cross_key_0",
+                                                      "cross_value_0"]
     assert mt.translate(SOURCES, 12, session=(tmp_path / "encoder.onnx", tmp_path / "decoder.onnx")) == hf["texts"]
 
 
