@@ -160,3 +160,22 @@ def test_without_a_vocabulary_transcribe_says_how_to_get_one():
     asr = zoo.load("wav2vec2", "torch", config=SMALL)
     with pytest.raises(DataError, match=r"no CTC vocabulary: load it from a folder holding vocab.json"):
         asr.transcribe(np.zeros(16000, np.float32))
+
+
+def test_pretrained_true_finds_the_standard_repo_in_the_hugging_face_cache(hf, tmp_path, monkeypatch):
+    """``pretrained=True`` is facebook/wav2vec2-base-960h from $HF_HOME/hub, vocabulary and all;
+    with an empty cache the error names that folder."""
+    import shutil
+
+    from llmasos.errors import WeightsNotFoundError
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    repo = tmp_path / "hf" / "hub" / "models--facebook--wav2vec2-base-960h"
+    with pytest.raises(WeightsNotFoundError, match=r"facebook/wav2vec2-base-960h.*models--facebook--wav2vec2"):
+        zoo.load("wav2vec2", "torch", pretrained=True)
+    shutil.copytree(hf["base"]["folder"], repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    asr = zoo.load("wav2vec2", "torch", pretrained=True)
+    assert asr.transcribe(hf["waves"]) == hf["base"]["texts"]
