@@ -162,12 +162,16 @@ class Model:
 
     def to(self, framework: str) -> "Model":
         """The same model, with the same weights, in another framework."""
-        other = Model(spec=ModelSpec.from_dict(self.spec.to_dict()), framework=framework,
-                      output_dim=self.output_dim, name=self.name)
+        other = self._like(framework)
         if self._compiled is not None:
             other.set_weights(self.get_weights())
         other.metadata = dict(self.metadata)
         return other
+
+    def _like(self, framework: str) -> "Model":
+        """An unbuilt model like this one in ``framework`` (subclasses keep what they add)."""
+        return Model(spec=ModelSpec.from_dict(self.spec.to_dict()), framework=framework, output_dim=self.output_dim,
+                     name=self.name)
 
     # -- running ------------------------------------------------------------------------------
 

@@ -91,6 +91,24 @@ class TextModel(Model):
                  name: str = "model", tokenizer: Any = None) -> None:
         super().__init__(spec=spec, framework=framework, name=name)
         self.config, self.task, self.tokenizer = config, task, tokenizer
+        self.frozen: set[str] = set()  # layers loading froze (computed weights, a frozen backbone)
+
+    def _like(self, framework: str) -> "TextModel":
+        return type(self)(ModelSpec.from_dict(self.spec.to_dict()), self.config, self.task, framework, self.name,
+                          self.tokenizer)
+
+    def to(self, framework: str) -> "TextModel":
+        """The same model (tokenizer, generation and all) in another framework, its frozen
+        layers still frozen."""
+        other = super().to(framework)
+        other.freeze(self.frozen)
+        return other
+
+    def freeze(self, layers: set[str]) -> None:
+        """Train ``layers`` no more (and remember it across :meth:`to`)."""
+        self.frozen = set(layers)
+        if self.frozen:
+            self.compiled.set_trainable(self.frozen, False)
 
     @classmethod
     def build_spec(cls, config: HFConfig, task: str, num_labels: int, logits: bool) -> ModelSpec:
@@ -226,8 +244,7 @@ def load_text(family: type[TextModel], info: ModelInfo, framework: str | None = 
     frozen = set(constants)
     if freeze == "backbone":
         frozen |= {layer.name for layer in spec.layers} - set(family.heads(task))
-    if frozen:
-        model.compiled.set_trainable(frozen, False)
+    model.freeze(frozen)
     model.metadata = {"zoo": info.name, "task": task, "pretrained": None if folder is None else str(folder),
                       "freeze": freeze, "config": hf_config.to_dict(), "labels": labels or None}
     return model

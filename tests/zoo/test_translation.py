@@ -189,3 +189,12 @@ def test_a_folder_of_another_architecture_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "wav2vec2", "architectures": ["Wav2Vec2ForCTC"]}))
     with pytest.raises(WeightsError, match=r"describes model_type 'wav2vec2' .*not 'marian'"):
         zoo.load("marian", "torch", pretrained=tmp_path)
+
+
+@pytest.mark.tf
+def test_moved_to_tf_it_still_translates_with_fixed_positions(hf, models):
+    moved = models["torch"].to("tf")
+    assert type(moved) is type(models["torch"]) and moved.framework == "tf"
+    assert moved.translate(SOURCES, 12) == hf["texts"]
+    trainable = {v.path for v in moved.backend_model.trainable_variables}
+    assert not any("embed_positions" in path for path in trainable) and any("shared" in p for p in trainable)
