@@ -15,7 +15,11 @@ Sources:
 * a path to ``.h5``/``.hdf5`` or ``.npz``: arrays ``x`` (features, any shape after the sample
   axis) and ``y`` (or an array named by ``target``);
 * a path to ``.npy`` holding the features, with ``y=`` the labels (an array or another ``.npy``);
-* a pandas DataFrame (like a CSV), or NumPy arrays ``Dataset(X, y)``.
+* a pandas DataFrame (like a CSV), or NumPy arrays ``Dataset(X, y)``;
+* texts: ``Dataset("reviews.csv", text="review", target="sentiment", tokenizer=model)`` reads a
+  text column (of a CSV, Parquet file or DataFrame, or a list of strings with ``y=`` labels) and
+  tokenises it once with a zoo text model's tokenizer (its inputs, padding and length limit) or a
+  ``tokenizers.Tokenizer`` (or the path of a ``tokenizer.json``); see :class:`TextDataset`.
 
 Images stay arrays in channels-first layout ``(N, C, H, W)``; ``shape=(1, 28, 28)`` reshapes flat
 rows (784 CSV columns) into images. Features come out float32 (``dtype="int64"`` for integer ids),
@@ -69,9 +73,15 @@ class Dataset:
     ([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]], (0, 1))
     """
 
+    def __new__(cls, *args: Any, text: str | None = None, **kwargs: Any) -> "Dataset":
+        # Dataset(..., text="column") is a TextDataset, so there is one entry point for all data
+        return super().__new__(TextDataset if text is not None and cls is Dataset else cls)
+
     def __init__(self, source: Any, y: Any = None, *, mode: str = "train", target: str | None = "label",
                  features: Sequence[str] | None = None, chunk_size: int | None = None,
-                 shape: Sequence[int] | None = None, dtype: str = "float32") -> None:
+                 shape: Sequence[int] | None = None, dtype: str = "float32", tokenizer: Any = None) -> None:
+        if tokenizer is not None:
+            raise DataError("tokenizer= is for texts: name the text column with text= as well")
         if mode not in MODES:
             raise DataError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
         if dtype not in DTYPES:
@@ -197,6 +207,137 @@ class Dataset:
                     stats = _label_stats(y, stats)
             self._label_stats = stats
         return self._label_stats
+
+
+class TextDataset(Dataset):
+    """Texts tokenised once, and their labels, served as ``({input name: array}, labels)``
+    batches; shuffling and batching are :class:`Dataset`'s, run over the row numbers.
+
+    ``tokenizer`` is a zoo text model (its ``encode`` makes exactly its inputs, padded with its
+    pad id and checked against its maximum length), a ``tokenizers.Tokenizer``, or the path of a
+    ``tokenizer.json`` (``input_ids``, ``attention_mask`` and ``token_type_ids``, padded with 0).
+    Text labels become class ids: in the order of the model's label names when they are all
+    among them, else sorted; :attr:`classes` lists them.
+
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> words = Tokenizer(models.WordLevel({"[PAD]": 0, "good": 1, "bad": 2, "film": 3}, unk_token="[PAD]"))
+    >>> words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    >>> ds = Dataset(["good film", "bad"], ["pos", "neg"], text="review", tokenizer=words, mode="test")
+    >>> ds.classes, [(x["input_ids"].tolist(), y.tolist()) for x, y in ds.batches(2)]
+    (['neg', 'pos'], [([[1, 3], [2, 0]], [1, 0])])
+    """
+
+    classes: list[str] | None = None
+
+    def __init__(self, source: Any, y: Any = None, *, text: str = "text", tokenizer: Any = None, mode: str = "train",
+                 target: str | None = "label", features: Sequence[str] | None = None, chunk_size: int | None = None,
+                 shape: Sequence[int] | None = None, dtype: str = "float32") -> None:
+        unused = [name for name, value in (("features", features), ("chunk_size", chunk_size), ("shape", shape))
+                  if value is not None]
+        if unused or dtype != "float32":
+            raise DataError(f"{', '.join(unused or ['dtype'])} do(es) not apply to texts (they are read whole and "
+                            f"tokenised)")
+        if tokenizer is None:
+            raise DataError("texts need tokenizer=: a zoo text model, a tokenizers.Tokenizer or a tokenizer.json path")
+        texts, labels, name = _texts(source, y, text, target)
+        labels, self.classes = _class_ids(labels, getattr(tokenizer, "metadata", None) or {}, name)
+
+        inputs = _tokenise(tokenizer, texts)
+        self.inputs, self.name, self.mode = inputs, name, mode
+        rows = len(next(iter(inputs.values())))
+        self.rows = Dataset(np.arange(rows)[:, None], labels, mode=mode, dtype="int64")
+        self.feature_shape = next(iter(inputs.values())).shape[1:]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def streaming(self) -> bool:
+        return False
+
+    @property
+    def has_labels(self) -> bool:
+        return self.rows.has_labels
+
+    @property
+    def label_dtype(self) -> np.dtype | None:
+        return self.rows.label_dtype
+
+    def labels_range(self) -> tuple[Any, Any]:
+        return self.rows.labels_range()
+
+    def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0):
+        for rows, labels in self.rows.batches(batch_size, seed=seed, epoch=epoch):
+            yield {name: values[rows[:, 0]] for name, values in self.inputs.items()}, labels
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], "np.ndarray | None"]:
+        return dict(self.inputs), self.rows.arrays()[1]
+
+    def __repr__(self) -> str:
+        return (f"TextDataset({self.name!r}, mode={self.mode!r}, rows={len(self)}, inputs={list(self.inputs)}, "
+                f"length={self.feature_shape[0]}, labels={self.label_dtype})")
+
+
+def _texts(source: Any, y: Any, column: str, target: str | None) -> tuple[list[str], Any, str]:
+    """The texts, the labels (None without) and a name for messages."""
+    if isinstance(source, (list, tuple)):
+        texts, labels, name = list(source), y, "texts"
+    else:
+        if y is not None:
+            raise DataError("y= goes with a list of texts; a table names its label column with target=")
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():
+                raise DataError(f"{path}: texts are read from an existing .csv or .parquet file, a DataFrame or a list")
+            import pandas as pd
+
+            frame = _read_csv(path, str(path)) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+            name = str(path)
+        elif hasattr(source, "columns"):
+            frame, name = source, "the DataFrame"
+        else:
+            raise DataError(f"texts come from a .csv/.parquet path, a DataFrame or a list of strings, not "
+                            f"{type(source).__name__}")
+        missing = [c for c in (column, target) if c is not None and c not in frame.columns]
+        if missing:
+            raise DataError(f"{name}: no column {_names(missing)}; columns: {_names(list(frame.columns))}")
+        texts = frame[column].tolist()
+        labels = None if target is None else frame[target].to_numpy()
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()), None)
+    if bad is not None:
+        raise DataError(f"{name}: text {bad} is {texts[bad]!r}, not a non-empty string")
+    if labels is not None and len(labels) != len(texts):
+        raise DataError(f"{name}: {len(texts)} texts but {len(labels)} labels")
+    return texts, labels, name
+
+
+def _class_ids(labels: Any, metadata: dict, name: str) -> tuple[Any, list[str] | None]:
+    """Text labels as class ids, and the class names; numeric labels as they are."""
+    if labels is None:
+        return None, None
+    values = np.asarray(labels)
+    if values.dtype.kind not in "OUS":
+        return values, None
+    names = [str(v) for v in values]
+    known = metadata.get("labels") or []
+    classes = list(known) if known and set(names) <= set(known) else sorted(set(names))
+    index = {label: i for i, label in enumerate(classes)}
+    return np.array([index[n] for n in names], np.int64), classes
+
+
+def _tokenise(tokenizer: Any, texts: list[str]) -> dict[str, np.ndarray]:
+    if hasattr(tokenizer, "spec") and hasattr(tokenizer, "encode"):  # a zoo text model knows its inputs
+        return tokenizer.encode(texts)
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from tokenizers import Tokenizer
+
+        try:
+            tokenizer = Tokenizer.from_file(str(tokenizer))
+        except Exception as err:  # tokenizers raises plain Exceptions for a missing or bad file
+            raise DataError(f"{tokenizer}: not a tokenizers tokenizer.json ({err})") from None
+    from .texts import encode
+
+    return encode(tokenizer, texts, {"input_ids": "int64", "attention_mask": "float32", "token_type_ids": "int64"})
 
 
 def digits_csv(folder: str | os.PathLike) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmasos.data import Dataset, digits_csv
+from llmasos.data import Dataset, TextDataset, digits_csv
 from llmasos.errors import DataError
 
 N_ROWS, N_FEATURES = 103, 6
@@ -379,3 +379,58 @@ def test_digits_csv_writes_the_bundled_digits(tmp_path, digits):
     digits_csv(tmp_path / "d")
     assert open(train_path, "rb").read() == first                    # fixed seed: same bytes
     assert sorted(os.listdir(tmp_path / "d")) == ["digits_test.csv", "digits_train.csv"]   # no temporary files
+
+
+# -- texts ----------------------------------------------------------------------------------------
+
+
+def _words():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocabulary = {"[PAD]": 0, "[UNK]": 1, "a": 2, "good": 3, "bad": 4, "film": 5, "very": 6}
+    tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tokenizer
+
+
+@pytest.mark.parametrize("form", ["csv", "parquet", "frame"])
+def test_text_column_is_tokenised_padded_and_labelled(tmp_path, form):
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": [7, 8, 9], "review": ["a good film", "bad", "very very good film"],
+                          "sentiment": ["pos", "neg", "pos"]})
+    source = frame
+    if form != "frame":
+        source = tmp_path / f"reviews.{form}"
+        frame.to_csv(source, index=False) if form == "csv" else frame.to_parquet(source)
+    ds = Dataset(source, text="review", target="sentiment", tokenizer=_words(), mode="test")
+    assert isinstance(ds, TextDataset) and len(ds) == 3 and ds.classes == ["neg", "pos"]
+    (x, y), = ds.batches(8)
+    assert x["input_ids"].tolist() == [[2, 3, 5, 0], [4, 0, 0, 0], [6, 6, 3, 5]]
+    assert x["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]]
+    assert y.tolist() == [1, 0, 1] and ds.label_dtype == np.int64 and ds.labels_range() == (0, 1)
+
+
+def test_text_batches_shuffle_rows_and_labels_together():
+    texts = [" ".join(["very"] * (i % 4 + 1) + ["film"]) for i in range(20)]
+    ds = Dataset(texts, np.arange(20) % 4, text="review", tokenizer=_words())
+    seen = []
+    for x, y in ds.batches(6, seed=1):
+        assert ((x["input_ids"] == 6).sum(axis=1) == y + 1).all()  # each row still has its own label
+        seen += y.tolist()
+    assert sorted(seen) == sorted((np.arange(20) % 4).tolist()) and seen != (np.arange(20) % 4).tolist()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda t: Dataset(["a film"], [1], text="review"), r"texts need tokenizer="),
+    (lambda t: Dataset(np.zeros((2, 3)), tokenizer=t), r"tokenizer= is for texts: name the text column with text="),
+    (lambda t: Dataset(["a film", None], [1, 0], text="review", tokenizer=t), r"text 1 is None, not a non-empty"),
+    (lambda t: Dataset(["a film", "bad"], [1], text="review", tokenizer=t), r"2 texts but 1 labels"),
+    (lambda t: Dataset(["a film"], [1], text="review", tokenizer=t, chunk_size=10), r"chunk_size do\(es\) not apply"),
+    (lambda t: Dataset(__import__("pandas").DataFrame({"body": ["a"]}), text="review", tokenizer=t),
+     r"no column 'review', 'label'; columns: 'body'"),
+    (lambda t: Dataset(["a film"], [1], text="review", tokenizer="missing.json"), r"missing.json: not a tokenizers"),
+])
+def test_bad_text_datasets_say_what_is_wrong(call, message):
+    with pytest.raises(DataError, match=message):
+        call(_words())

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..data import Dataset
+from ..data import TextDataset
 from ..errors import DataError, WeightsError, WeightsNotFoundError, ZooError
 from ..model import Model
 from ..spec import ModelSpec
@@ -167,38 +167,10 @@ class TextModel(Model):
             return None
         return {"inputs": names, "pad_id": self._pad_id, "max_length": self.max_length, "truncation": True}
 
-    def dataset(self, texts: Sequence[str], labels: Any = None, mode: str = "train") -> "TextDataset":
-        """Texts (and labels) tokenised once, for :meth:`train` and :meth:`evaluate`."""
-        return TextDataset(self.encode(texts), labels, mode)
-
-
-class TextDataset:
-    """Tokenised texts and their labels in the shape ``Model.train``/``evaluate`` take: batches of
-    ``({input name: array}, labels)``. Shuffling and batching are :class:`~llmasos.data.Dataset`'s,
-    run over the row numbers."""
-
-    def __init__(self, inputs: dict[str, np.ndarray], labels: Any = None, mode: str = "train") -> None:
-        self.inputs = inputs
-        rows = len(next(iter(inputs.values())))
-        self.rows = Dataset(np.arange(rows)[:, None], labels, mode=mode, dtype="int64")
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def has_labels(self) -> bool:
-        return self.rows.has_labels
-
-    @property
-    def label_dtype(self) -> np.dtype | None:
-        return self.rows.label_dtype
-
-    def labels_range(self) -> tuple[Any, Any]:
-        return self.rows.labels_range()
-
-    def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0):
-        for rows, labels in self.rows.batches(batch_size, seed=seed, epoch=epoch):
-            yield {name: values[rows[:, 0]] for name, values in self.inputs.items()}, labels
+    def dataset(self, texts: Sequence[str], labels: Any = None, mode: str = "train") -> TextDataset:
+        """Texts (and labels) tokenised once, for :meth:`train` and :meth:`evaluate` (the same as
+        ``Dataset(texts, labels, text="text", tokenizer=model)``)."""
+        return TextDataset(list(texts), labels, text="text", tokenizer=self, mode=mode)
 
 
 # -- loading ------------------------------------------------------------------------------------

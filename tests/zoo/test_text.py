@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from llmasos import Optimizer, export, zoo
+from llmasos import Dataset, Optimizer, export, zoo
 from llmasos.errors import WeightsError, WeightsNotFoundError
 
 from ..conftest import framework_params
@@ -224,14 +224,20 @@ def _word_tokenizer():
 
 @pytest.mark.slow  # about 5 s per framework on an idle 2-core machine, several times that on a busy one
 @pytest.mark.parametrize("framework", framework_params())
-def test_fine_tuned_bert_separates_good_from_bad(framework):
+def test_fine_tuned_bert_separates_good_from_bad(framework, tmp_path):
+    """From a CSV of reviews with text labels, through Dataset(..., text=, target=, tokenizer=model)."""
+    import pandas as pd
+
     rng = np.random.default_rng(0)
     texts, labels = _sentiment(rng, 480)
+    sentiment = np.where(labels == 1, "positive", "negative")
+    pd.DataFrame({"review": texts[:400], "sentiment": sentiment[:400]}).to_csv(tmp_path / "reviews.csv", index=False)
     config = {**BERT, "vocab_size": 52, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     model = zoo.load("bert", framework, config=config, task="text-classification", num_labels=2,
                      tokenizer=_word_tokenizer(), seed=0)
-    model.train(model.dataset(texts[:400], labels[:400]), Optimizer("AdamW", lr=2e-3), epochs=6, batch_size=32,
-                seed=0)
+    reviews = Dataset(tmp_path / "reviews.csv", text="review", target="sentiment", tokenizer=model)
+    assert reviews.classes == ["negative", "positive"]
+    model.train(reviews, Optimizer("AdamW", lr=2e-3), epochs=6, batch_size=32, seed=0)
     assert model.evaluate(model.dataset(texts[400:], labels[400:], mode="test"))["accuracy"] > 0.9
     assert model.classify(["f1 f2 great f3", "f4 awful f5"]) == ["LABEL_1", "LABEL_0"]
 
