@@ -330,11 +330,21 @@ class Model:
         metadata = dict(model_file.metadata)
         if framework is None and not os.environ.get(ENV_VAR) and model_file.framework in installed_frameworks():
             framework = model_file.framework
-        model = cls(spec=model_file.spec, framework=framework, output_dim=metadata.pop("output_dim", None),
-                    name=metadata.pop("name", "model"))
+        output_dim, name = metadata.pop("output_dim", None), metadata.pop("name", "model")
+        model = None
+        if metadata.get("zoo"):  # a zoo family's model comes back as one (tokenizer, generate, ...)
+            from .zoo import restore
+
+            model = restore(metadata["zoo"], model_file.spec, framework, name, metadata)
+        if model is None:
+            model = cls(spec=model_file.spec, framework=framework, output_dim=output_dim, name=name)
         model.metadata = metadata
         model._restore(model_file)
+        model._loaded()
         return model
+
+    def _loaded(self) -> None:
+        """Called by :meth:`load` once the weights are in (subclasses restore what they add)."""
 
 
 def _fits(got: tuple, expected: tuple) -> bool:

@@ -24,7 +24,6 @@ Fine-tuning on texts, in either framework::
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from ..errors import ZooError
 from ..spec import ModelSpec
 from .registry import register
-from .text import HFConfig, TextModel, activation, load_text
+from .text import HFConfig, TextModel, activation
 
 CLASSIFICATION = "text-classification"
 # keys of Hugging Face checkpoints that hold no weight of this model
@@ -151,4 +150,4 @@ class Bert(TextModel):
 
 
 register(name="bert", task="feature-extraction", input_size=(BertConfig.max_position_embeddings,), labels=None,
-         classifier="classifier", adapt_state_dict=hf_state_dict, loader=partial(load_text, Bert))(bert)
+         classifier="classifier", adapt_state_dict=hf_state_dict, model_class=Bert)(bert)

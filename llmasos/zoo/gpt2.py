@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -44,7 +43,7 @@ from ..model import Model
 from ..spec import ModelSpec
 from . import generation
 from .registry import register
-from .text import HFConfig, TextModel, activation, load_text
+from .text import HFConfig, TextModel, activation
 
 GENERATION = "text-generation"
 
@@ -224,4 +223,4 @@ class GPT2(TextModel):
 
 
 register(name="gpt2", task=GENERATION, input_size=(GPT2Config.n_positions,), labels=None, classifier="logits",
-         adapt_state_dict=hf_state_dict, loader=partial(load_text, GPT2))(gpt2)
+         adapt_state_dict=hf_state_dict, model_class=GPT2)(gpt2)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -51,7 +50,7 @@ from ..spec import ModelSpec
 from . import generation
 from .registry import register
 from .spm import SentencePieceVocabulary
-from .text import HFConfig, TextModel, activation, load_text, load_tokenizer
+from .text import HFConfig, TextModel, activation, load_tokenizer
 
 TRANSLATION = "translation"
 PARTS = ("seq2seq", "encoder", "decoder")
@@ -362,7 +361,7 @@ class Marian(TextModel):
 
 
 @register(name="marian", task=TRANSLATION, input_size=(OPUS_MT.max_position_embeddings,), labels=None, classifier="logits",
-          adapt_state_dict=hf_state_dict, loader=partial(load_text, Marian))
+          adapt_state_dict=hf_state_dict, model_class=Marian)
 def marian_opus_mt() -> ModelSpec:
     """The standard model's spec (opus-mt-en-de's size), for ``zoo.list()``."""
     return marian(OPUS_MT)

@@ -72,13 +72,14 @@ class ModelInfo:
     weights: WeightSource | None = None
     adapt_state_dict: StateAdapter | None = field(default=None, compare=False)
     test_variant: bool = False                        # a tiny model for fast tests
-    # a family's own zoo.load, for models that need more than a spec and a checkpoint (text: a
-    # config, a tokenizer); its builder takes no arguments for the default spec
-    loader: Callable[..., Any] | None = field(default=None, compare=False)
+    # the Model subclass of a Hugging Face family (text, speech), which needs more than a spec and a
+    # checkpoint (a config, a tokenizer): zoo.load goes through zoo.text.load_text, and Model.load
+    # of its .h5 gives one back; its builder takes no arguments for the default spec
+    model_class: type | None = field(default=None, compare=False)
 
     def spec(self, *, num_classes: int | None = None, input_size: Any = None, logits: bool = False) -> ModelSpec:
         """The neutral spec; ``input_size`` is an int (square), (H, W) or (C, H, W)."""
-        if self.loader is not None:
+        if self.model_class is not None:
             return self.builder()
         classes = self.num_classes if num_classes is None else num_classes
         if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:

@@ -104,6 +104,16 @@ class TextModel(Model):
         other.freeze(self.frozen)
         return other
 
+    def _loaded(self) -> None:
+        self.freeze(self._frozen_on_load())
+
+    def _frozen_on_load(self) -> set[str]:
+        """Computed weights' layers, and the backbone when the model was loaded with freeze="backbone"."""
+        frozen = set(self.constant_weights(self.config, self.spec))
+        if self.metadata.get("freeze") == "backbone":
+            frozen |= {layer.name for layer in self.spec.layers} - set(self.heads(self.task))
+        return frozen
+
     def freeze(self, layers: set[str]) -> None:
         """Train ``layers`` no more (and remember it across :meth:`to`)."""
         self.frozen = set(layers)
@@ -213,13 +223,21 @@ def load_text(family: type[TextModel], info: ModelInfo, framework: str | None = 
     if loaded or constants:
         # a new head keeps its fresh initialisation
         model.set_weights({**model.get_weights(), **loaded, **constants})
-    frozen = set(constants)
-    if freeze == "backbone":
-        frozen |= {layer.name for layer in spec.layers} - set(family.heads(task))
-    model.freeze(frozen)
     model.metadata = {"zoo": info.name, "task": task, "pretrained": None if folder is None else str(folder),
                       "freeze": freeze, "config": hf_config.to_dict(), "labels": labels or None}
+    model.freeze(model._frozen_on_load())
     return model
+
+
+def restore_text(family: type[TextModel], info: ModelInfo, spec: ModelSpec, framework: str | None, name: str,
+                 metadata: dict) -> TextModel:
+    """The family model for an ``.h5`` a zoo model was saved to (``Model.load`` sets its weights):
+    its config from the file, its tokenizer from the folder it was first loaded from, when that
+    folder is still there."""
+    config = family.config_class.from_dict(metadata.get("config") or {}, info.name)
+    folder = Path(metadata["pretrained"]) if metadata.get("pretrained") else None
+    tokenizer = family.read_tokenizer(None, folder) if folder is not None and folder.is_dir() else None
+    return family(spec, config, metadata.get("task") or family.tasks[0], framework, name, tokenizer)
 
 
 def _folder(info: ModelInfo, family: type[TextModel], pretrained: Any) -> Path:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from ..errors import DataError, WeightsError, ZooError
 from ..spec import ModelSpec
 from . import audio
 from .registry import register
-from .text import HFConfig, TextModel, activation, load_text
+from .text import HFConfig, TextModel, activation
 
 RECOGNITION = "automatic-speech-recognition"
 # keys of Hugging Face checkpoints that hold no weight of this model (pre-training heads)
@@ -281,4 +280,4 @@ class Wav2Vec2(TextModel):
 
 
 register(name="wav2vec2", task=RECOGNITION, input_size=(audio.SAMPLING_RATE,), labels=None, classifier="lm_head",
-         adapt_state_dict=hf_state_dict, loader=partial(load_text, Wav2Vec2))(wav2vec2)
+         adapt_state_dict=hf_state_dict, model_class=Wav2Vec2)(wav2vec2)

@@ -110,6 +110,9 @@ def test_gpt2_saved_from_torch_loads_in_tf_with_one_tied_matrix(hf, gpt2_models,
     assert again.spec == gpt2_models["torch"].spec and again.metadata["config"]["n_layer"] == 2
     ids = hf["batch"]["input_ids"]
     np.testing.assert_allclose(again.predict(ids), gpt2_models["torch"].predict(ids), atol=1e-5, rtol=0)
+    # it comes back a GPT-2, with the tokenizer of the folder it was loaded from, and generates
+    assert type(again) is type(gpt2_models["torch"]) and again.tokenizer is not None
+    np.testing.assert_array_equal(again.generate(hf["prompt"], 12), hf["greedy"])
 
 
 def test_bert_reads_a_pytorch_model_bin_with_old_layernorm_names(hf, tmp_path):

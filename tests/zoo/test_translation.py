@@ -198,3 +198,12 @@ def test_moved_to_tf_it_still_translates_with_fixed_positions(hf, models):
     assert moved.translate(SOURCES, 12) == hf["texts"]
     trainable = {v.path for v in moved.backend_model.trainable_variables}
     assert not any("embed_positions" in path for path in trainable) and any("shared" in p for p in trainable)
+
+
+def test_saved_and_loaded_it_is_still_a_translator(hf, models, tmp_path):
+    from llmasos import Model
+
+    models["torch"].save(tmp_path / "mt.h5")
+    again = Model.load(tmp_path / "mt.h5", framework="torch")
+    assert type(again) is type(models["torch"]) and again.frozen == models["torch"].frozen
+    assert again.translate(SOURCES, 12) == hf["texts"]
