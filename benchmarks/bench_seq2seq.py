@@ -13,8 +13,8 @@ Wav2Vec2 (random weights, wav2vec2-base's config), ms per waveform of 1 and 4 s 
 * llmasos torch (predict) / llmasos tf (predict): through ``Model.predict`` (NumPy in and out);
 * onnxruntime cpu: the torch model exported with ``llmasos.export.to_onnx``.
 
-Marian (random weights, opus-mt-en-de's config and vocabulary size): greedy translation of a
-batch of 4 source sentences, tokens per second, llmasos in torch, TensorFlow and ONNX Runtime
+Marian (random weights, opus-mt-en-de's config and vocabulary size): greedy and 4-beam
+translation of a batch of 4 source sentences, tokens per second, llmasos in torch, TensorFlow and ONNX Runtime
 (its encoder and cached decoder exported) beside transformers' ``generate``; every row must
 produce the same tokens. Times are medians of round-robin repeats (see bench_zoo.py).
 """
@@ -79,7 +79,7 @@ def bench_wav2vec2(folder: str, only: set[str], seconds: list[float], repeats: i
         print_against_reference(run, values, repeats, "audio s", f"{duration:.1f}")
 
 
-def marian_runners(folder: str, only: set[str], new_tokens: int) -> dict[str, Callable]:
+def marian_runners(folder: str, only: set[str], new_tokens: int, beams: int) -> dict[str, Callable]:
     import torch
     import transformers
 
@@ -99,7 +99,7 @@ def marian_runners(folder: str, only: set[str], new_tokens: int) -> dict[str, Ca
     def hf(batch):
         with torch.inference_mode():
             return reference.generate(torch.from_numpy(batch[0]), attention_mask=torch.from_numpy(batch[1]),
-                                      max_new_tokens=new_tokens, do_sample=False, num_beams=1,
+                                      max_new_tokens=new_tokens, do_sample=False, num_beams=beams,
                                       bad_words_ids=[[pad]]).numpy()
 
     out = {"transformers": hf}
@@ -107,19 +107,20 @@ def marian_runners(folder: str, only: set[str], new_tokens: int) -> dict[str, Ca
               if framework in only or (framework == "torch" and "onnx" in only)}
     for framework, model in models.items():
         if framework in only:
-            out[f"llmasos {framework}"] = lambda batch, m=model: m.generate(*batch, new_tokens)
+            out[f"llmasos {framework}"] = lambda batch, m=model: m.generate(*batch, new_tokens, num_beams=beams)
     if "onnx" in only:
         files = []
         for part in ("encoder", "decoder"):
             files.append(os.path.join(folder, f"marian-{part}.onnx"))
             export.to_onnx(getattr(models["torch"], part)(), files[-1])
         sessions = tuple(export.load(file, providers=["cpu"]) for file in files)
-        out["onnxruntime cpu"] = lambda batch: models["torch"].generate(*batch, new_tokens, session=sessions)
+        out["onnxruntime cpu"] = lambda batch: models["torch"].generate(*batch, new_tokens, num_beams=beams,
+                                                                        session=sessions)
     return out
 
 
-def bench_marian(folder: str, only: set[str], length: int, new_tokens: int, repeats: int) -> None:
-    run = marian_runners(folder, only, new_tokens)
+def bench_marian(folder: str, only: set[str], length: int, new_tokens: int, beams: int, repeats: int) -> None:
+    run = marian_runners(folder, only, new_tokens, beams)
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 58000, (4, length))
     mask = np.ones(ids.shape, np.float32)
@@ -128,7 +129,8 @@ def bench_marian(folder: str, only: set[str], length: int, new_tokens: int, repe
     want = run["transformers"](batch)
     produced = int((want[:, 1:] != 58100).sum())
     timed = measure(run, batch, repeats, time.perf_counter)
-    print(f"\nMarian (opus-mt-en-de size, random weights): greedy, 4 sources of {length} tokens, up to {new_tokens} "
+    search = "greedy" if beams == 1 else f"{beams} beams"
+    print(f"\nMarian (opus-mt-en-de size, random weights): {search}, 4 sources of {length} tokens, up to {new_tokens} "
           f"new each ({produced} in all) (wall, median of {repeats})")
     print(f"{'runtime':26s} {'tokens/s':>9s} {'ratio':>7s} {'same tokens':>12s}")
     for label, fn in run.items():
@@ -142,6 +144,7 @@ def main() -> None:
     parser.add_argument("--seconds", default="1,4", help="Wav2Vec2 audio durations")
     parser.add_argument("--length", type=int, default=24, help="Marian source length")
     parser.add_argument("--new-tokens", type=int, default=32, help="Marian tokens to generate")
+    parser.add_argument("--beams", default="1,4", help="Marian beam counts (1: greedy)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="torch,tf,onnx", help="runtimes besides transformers: torch, tf, onnx")
     args = parser.parse_args()
@@ -149,8 +152,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if "wav2vec2" in models:
             bench_wav2vec2(folder, only, [float(s) for s in args.seconds.split(",")], args.repeats)
-        if "marian" in models:
-            bench_marian(folder, only, args.length, args.new_tokens, args.repeats)
+        for beams in [int(b) for b in args.beams.split(",")] if "marian" in models else []:
+            bench_marian(folder, only, args.length, args.new_tokens, beams, args.repeats)
 
 
 if __name__ == "__main__":

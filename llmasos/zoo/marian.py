@@ -30,7 +30,8 @@ step run by the same decoder from an empty past.
 ::
 
     mt = zoo.load("marian", pretrained="path/to/opus-mt-en-de")        # source.spm/target.spm/vocab.json
-    mt.translate(["How are you?"])                                       # ['Wie geht es Ihnen?']
+    mt.translate(["How are you?"])             # ['Wie geht es Ihnen?'], with the folder's 4 beams
+    mt.translate(["How are you?"], num_beams=1, max_new_tokens=20)       # greedy
     export.to_onnx(mt.encoder(), "encoder.onnx"); export.to_onnx(mt.decoder(), "decoder.onnx")
     mt.translate(["How are you?"], session=("encoder.onnx", "decoder.onnx"))   # the same from ONNX Runtime
 """
@@ -38,8 +39,10 @@ step run by the same decoder from an empty past.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -83,6 +86,7 @@ class MarianConfig(HFConfig):
     pad_token_id: int = 58100
     eos_token_id: int = 0
     decoder_start_token_id: int = 58100
+    forced_eos_token_id: int | None = 0
 
     def __post_init__(self) -> None:
         if self.decoder_vocab_size not in (None, self.vocab_size):
@@ -315,14 +319,37 @@ class Marian(TextModel):
         return encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts),
                       {"input_ids": "int64", "attention_mask": "float32"}, self._pad_id, self.max_length)
 
-    def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None, max_new_tokens: int = 64, *,
-                 session: Any = None, **sampling: Any) -> np.ndarray:
+    def generation_settings(self) -> dict[str, Any]:
+        """The defaults :meth:`generate` takes from the folder the model came from, as transformers
+        reads them: ``generation_config.json`` (else ``config.json``) ``num_beams``,
+        ``length_penalty``, ``early_stopping``, ``forced_eos_token_id``, ``renormalize_logits`` and
+        ``max_length``; transformers' defaults where the folder says nothing (greedy)."""
+        settings = {"num_beams": 1, "length_penalty": 1.0, "early_stopping": False,
+                    "forced_eos_token_id": self.config.forced_eos_token_id, "renormalize_logits": False,
+                    "max_length": None}
+        folder = self.metadata.get("pretrained") if self.metadata else None
+        for name in ("config.json", "generation_config.json"):  # the second wins, as in transformers
+            path = Path(folder) / name if folder else None
+            if path is not None and path.is_file():
+                found = json.loads(path.read_text())
+                settings.update({key: found[key] for key in settings if key in found})
+        return settings
+
+    def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
+                 max_new_tokens: int | None = None, *, num_beams: int | None = None, session: Any = None,
+                 **options: Any) -> np.ndarray:
         """Target ids ``(batch, 1 + new)`` for source ids ``(batch, L)``, starting from
-        ``decoder_start_token_id``; greedy unless ``do_sample`` (``temperature``, ``top_k``,
-        ``top_p``, ``seed`` as :func:`.generation.generate`). The pad token is never chosen and
-        rows that ended are padded with it, as transformers does. ``session`` is a pair
-        ``(encoder, decoder)`` of ONNX files or ONNX Runtime sessions of :meth:`encoder` and
-        :meth:`decoder`."""
+        ``decoder_start_token_id``, as transformers' ``generate`` makes them: beam search with
+        ``num_beams`` > 1 (``length_penalty``, ``early_stopping``), else greedy, or sampling with
+        ``do_sample`` (``temperature``, ``top_k``, ``top_p``, ``seed``). The pad token is never
+        chosen, the last step is ``forced_eos_token_id`` when set, and rows that ended are padded.
+        Unset options come from :meth:`generation_settings` (``max_new_tokens``: the folder's
+        ``max_length`` less the start token, else 64). ``session`` is a pair ``(encoder,
+        decoder)`` of ONNX files or ONNX Runtime sessions of :meth:`encoder` and :meth:`decoder`."""
+        settings = self.generation_settings()
+        beams = settings["num_beams"] if num_beams is None else num_beams
+        if max_new_tokens is None:
+            max_new_tokens = settings["max_length"] - 1 if settings["max_length"] else 64
         ids = np.asarray(input_ids, dtype=np.int64)
         if ids.ndim != 2 or ids.shape[1] == 0:
             raise DataError(f"input_ids must be a non-empty batch (batch, length), got shape {ids.shape}")
@@ -332,14 +359,27 @@ class Marian(TextModel):
         if max_new_tokens > self.config.max_position_embeddings:  # the last new token is never fed back
             raise DataError(f"max_new_tokens={max_new_tokens} exceeds the {self.config.max_position_embeddings} "
                             f"positions this Marian has")
+        sampling = options.get("do_sample", False)
+        if beams != 1 and sampling:
+            raise DataError("beam search (num_beams > 1) and do_sample=True exclude each other; choose one")
         encode_step, decode_step = self._runners(session)
         _, *cross = encode_step([ids, mask])
+        if beams > 1:  # each source's beams side by side
+            mask, cross = np.repeat(mask, beams, axis=0), [np.repeat(c, beams, axis=0) for c in cross]
         step = generation.Cached(lambda inputs: decode_step([inputs[0], mask, *cross, *inputs[1:]]),
                                  [self.config.d_model] * 2 * self.config.decoder_layers)
         start = np.full((len(ids), 1), self.config.decoder_start_token_id, np.int64)
-        return generation.generate(step, start, max_new_tokens, eos_token_id=self.config.eos_token_id,
-                                   pad_token_id=self.config.pad_token_id, suppress=[self.config.pad_token_id],
-                                   **sampling)
+        common = {"eos_token_id": self.config.eos_token_id, "pad_token_id": self.config.pad_token_id,
+                  "suppress": [self.config.pad_token_id],
+                  "forced_eos_token_id": options.pop("forced_eos_token_id", settings["forced_eos_token_id"])}
+        if beams == 1:
+            return generation.generate(step, start, max_new_tokens, **common, **options)
+        search = {key: options.pop(key, settings[key]) for key in ("length_penalty", "early_stopping")}
+        if options:
+            raise DataError(f"beam search takes length_penalty, early_stopping and forced_eos_token_id, not "
+                            f"{', '.join(sorted(options))}")
+        return generation.beam_search(step, start, max_new_tokens, beams, **common, **search,
+                                      renormalize=bool(settings["renormalize_logits"]))
 
     def _runners(self, session: Any) -> tuple[generation.Runner, generation.Runner]:
         if session is None:
@@ -351,11 +391,12 @@ class Marian(TextModel):
 
         return tuple(generation.onnx_runner(load(s) if isinstance(s, (str, os.PathLike)) else s) for s in session)
 
-    def translate(self, texts: str | Sequence[str], max_new_tokens: int = 64, *, session: Any = None,
-                  **sampling: Any) -> str | list[str]:
-        """Translate one text or a list of texts (see :meth:`generate` for the options)."""
+    def translate(self, texts: str | Sequence[str], max_new_tokens: int | None = None, *, session: Any = None,
+                  **options: Any) -> str | list[str]:
+        """Translate one text or a list of texts (see :meth:`generate` for the options; by default
+        what the model's folder says, e.g. beam search with 4 beams for opus-mt)."""
         batch = self.encode(texts)
-        out = self.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens, session=session, **sampling)
+        out = self.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens, session=session, **options)
         decoded = [self.tokenizer.decode(row[1:].tolist(), skip_special_tokens=True) for row in out]
         return decoded[0] if isinstance(texts, str) else decoded
 

@@ -47,3 +47,21 @@ def test_inference_plan_matches_the_plain_forward():
     got = model.predict([x])  # inference mode: the memory plan applies
     for name, a, b in zip(spec.outputs, got, expected):
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_predict_between_training_steps_keeps_frozen_batchnorm_statistics():
+    """predict() switches to eval mode and back; a frozen BatchNorm must come back in eval mode,
+    so the next training step does not move its running statistics."""
+    from llmasos.optim import Optimizer
+
+    spec = ModelSpec.sequential((4,)).add("Dense", 6, name="dense").add("BatchNorm", name="bn").add("Dense", 2)
+    model = get_backend("torch").build(spec, seed=0)
+    assert not model.module.training  # built for inference: predict needs no mode switch
+    model.set_trainable({"bn"}, False)
+    trainer = model.trainer(Optimizer("SGD", lr=0.1), "mse")
+    x, y = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32), np.zeros((8, 2), np.float32)
+    trainer.train_step([x], y, 0.1)
+    before = model.get_weights()["bn"]["moving_mean"].copy()
+    model.predict([x])
+    trainer.train_step([x], y, 0.1)
+    np.testing.assert_array_equal(model.get_weights()["bn"]["moving_mean"], before)

@@ -68,9 +68,11 @@ def hf(tmp_path_factory):
         logits = model(**batch, decoder_input_ids=decoder_ids[:1].repeat(3, 1)).logits.numpy()
         greedy = model.generate(**batch, max_new_tokens=12, do_sample=False, num_beams=1,
                                 bad_words_ids=[[size - 1]]).numpy()
+        beams = model.generate(**batch, max_new_tokens=9, do_sample=False, num_beams=3,
+                               bad_words_ids=[[size - 1]]).numpy()
     return {"folder": folder, "batch": {k: v.numpy() for k, v in batch.items()}, "tokenizer": tokenizer,
             "decoder_input_ids": decoder_ids[:1].repeat(3, 1).numpy(), "logits": logits, "greedy": greedy,
-            "texts": tokenizer.batch_decode(greedy, skip_special_tokens=True), "model": model}
+            "texts": tokenizer.batch_decode(greedy, skip_special_tokens=True), "model": model, "beams": beams}
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,8 @@ def test_logits_and_greedy_translations_match_transformers(framework, hf, models
     np.testing.assert_array_equal(mt.generate(batch["input_ids"], batch["attention_mask"], 12), hf["greedy"])
     assert mt.translate(SOURCES, 12) == hf["texts"]
     assert len({tuple(row) for row in hf["greedy"].tolist()}) > 1  # the rows differ: the source mattered
+    np.testing.assert_array_equal(mt.generate(batch["input_ids"], batch["attention_mask"], 9, num_beams=3),
+                                  hf["beams"])
 
 
 @pytest.mark.parametrize("framework", framework_params())
@@ -138,7 +142,11 @@ def test_onnx_encoder_and_decoder_translate_the_same(framework, hf, models, tmp_
     assert [t["name"] for t in encoder.outputs][:3] == ["encoder_hidden_states", "cross_key_0", "cross_value_0"]
     assert [t["name"] for t in decoder.inputs][:4] == ["decoder_input_ids", "attention_mask", "cross_key_0",
                                                       "cross_value_0"]
-    assert mt.translate(SOURCES, 12, session=(tmp_path / "encoder.onnx", tmp_path / "decoder.onnx")) == hf["texts"]
+    session = (tmp_path / "encoder.onnx", tmp_path / "decoder.onnx")
+    assert mt.translate(SOURCES, 12, session=session) == hf["texts"]
+    batch = hf["batch"]
+    np.testing.assert_array_equal(mt.generate(batch["input_ids"], batch["attention_mask"], 9, num_beams=3,
+                                              session=session), hf["beams"])
 
 
 def test_sampling_is_seeded(models):
@@ -207,3 +215,76 @@ def test_saved_and_loaded_it_is_still_a_translator(hf, models, tmp_path):
     again = Model.load(tmp_path / "mt.h5", framework="torch")
     assert type(again) is type(models["torch"]) and again.frozen == models["torch"].frozen
     assert again.translate(SOURCES, 12) == hf["texts"]
+
+
+@pytest.mark.parametrize("options", [
+    {"num_beams": 4},
+    {"num_beams": 3, "length_penalty": 0.6, "early_stopping": True, "forced_eos_token_id": 0},
+    {"num_beams": 2, "early_stopping": "never", "length_penalty": 1.5},
+], ids=["beams4", "beams3-penalty-early-forced-eos", "beams2-never"])
+def test_beam_search_matches_transformers(hf, models, options):
+    import torch
+
+    batch = hf["batch"]
+    pad = hf["model"].config.pad_token_id
+    with torch.inference_mode():
+        want = hf["model"].generate(**{k: torch.from_numpy(v) for k, v in batch.items()}, max_new_tokens=9,
+                                    do_sample=False, bad_words_ids=[[pad]], **options).numpy()
+    got = models["torch"].generate(batch["input_ids"], batch["attention_mask"], 9, **options)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_folders_generation_config_sets_the_defaults(hf, models, tmp_path):
+    """generation_config.json (beams, renormalised scores, forced EOS, max_length) is read as
+    transformers reads it, so translate() gives what MarianMTModel.from_pretrained(...).generate does."""
+    import shutil
+
+    import torch
+    import transformers
+
+    folder = tmp_path / "configured"
+    shutil.copytree(hf["folder"], folder)
+    settings = json.loads((folder / "generation_config.json").read_text())
+    pad = settings["pad_token_id"]
+    settings.update({"num_beams": 3, "renormalize_logits": True, "forced_eos_token_id": 0, "max_length": 8,
+                     "bad_words_ids": [[pad]]})
+    (folder / "generation_config.json").write_text(json.dumps(settings))
+    reference = transformers.MarianMTModel.from_pretrained(folder).eval()
+    with torch.inference_mode():
+        want = reference.generate(**{k: torch.from_numpy(v) for k, v in hf["batch"].items()}).numpy()
+    mt = zoo.load("marian", "torch", pretrained=folder)
+    np.testing.assert_array_equal(mt.generate(hf["batch"]["input_ids"], hf["batch"]["attention_mask"]), want)
+    assert want.shape[1] <= 8
+
+
+def test_beam_search_and_sampling_exclude_each_other(models):
+    with pytest.raises(DataError, match=r"num_beams > 1\) and do_sample=True exclude each other"):
+        models["torch"].translate("a cat", 4, num_beams=2, do_sample=True)
+    with pytest.raises(DataError, match=r"num_beams must be a positive int, got 0"):
+        models["torch"].translate("a cat", 4, num_beams=0)
+
+
+def test_beam_search_finds_likelier_translations_than_greedy(hf, models):
+    """A check that the beam-search parity above is not greedy decoding in disguise: with these
+    weights the beams change the outcome, each time to a likelier sequence."""
+    batch, mt = hf["batch"], models["torch"]
+    greedy = mt.generate(batch["input_ids"], batch["attention_mask"], 9)
+    beams = mt.generate(batch["input_ids"], batch["attention_mask"], 9, num_beams=4, length_penalty=0.0)
+    assert not np.array_equal(greedy, beams)
+    for row, (g, b) in enumerate(zip(greedy, beams)):
+        assert _log_likelihood(mt, batch, row, b) >= _log_likelihood(mt, batch, row, g) - 1e-4
+
+
+def _log_likelihood(mt, batch, row, ids) -> float:
+    """Sum of log-probabilities of ``ids`` after the start token, up to and including the first
+    end of sentence, under the teacher-forced model."""
+    eos = mt.config.eos_token_id
+    ids = ids.tolist()
+    length = ids.index(eos, 1) + 1 if eos in ids[1:] else len(ids)
+    logits = mt.predict({"input_ids": batch["input_ids"][row:row + 1],
+                         "attention_mask": batch["attention_mask"][row:row + 1].astype(np.float32),
+                         "decoder_input_ids": np.array([ids[:length - 1]])})[0].astype(np.float64)
+    logits[:, mt.config.pad_token_id] = -np.inf
+    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+        - logits.max(-1, keepdims=True)
+    return float(sum(log_probs[t, ids[t + 1]] for t in range(length - 1)))

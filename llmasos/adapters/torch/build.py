@@ -98,6 +98,15 @@ def _memory_plan(spec: ModelSpec) -> tuple[list[list[str]], list[bool]]:
     return release, in_place
 
 
+def train_mode(module: GraphModule) -> None:
+    """Training mode for every layer except frozen ones, which stay in eval mode (BatchNorm
+    statistics fixed, as Keras does for a non-trainable layer)."""
+    module.train()
+    for block in module.blocks.values():
+        if block.frozen:
+            block.eval()
+
+
 def _key(name: str) -> str:
     return name.replace(".", "__")
 
@@ -148,12 +157,14 @@ class TorchModel(CompiledModel):
 
     def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         was_training = self.module.training
-        self.module.eval()
+        if was_training:  # switching walks every submodule: skip it when already in eval mode
+            self.module.eval()
         try:
             with torch.inference_mode():
                 out = self.module(*self.to_tensors(inputs))
         finally:
-            self.module.train(was_training)
+            if was_training:
+                train_mode(self.module)
         outs = out if isinstance(out, tuple) else (out,)
         return [o.numpy() for o in outs]
 
@@ -178,4 +189,5 @@ class TorchModel(CompiledModel):
 def build(spec: ModelSpec, seed: int | None = None) -> TorchModel:
     if seed is not None:
         torch.manual_seed(seed)
-    return TorchModel(spec, GraphModule(spec))
+    # built in eval mode, as it is used until a trainer switches it: every mode switch walks all modules
+    return TorchModel(spec, GraphModule(spec).eval())

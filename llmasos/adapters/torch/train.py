@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ...optim import Optimizer
 from ..base import Trainer, Weights
-from .build import TorchModel
+from .build import TorchModel, train_mode
 from .weights import CONVERSIONS
 
 # neutral slot name -> torch.optim state key, per optimizer kind
@@ -77,12 +77,8 @@ class TorchTrainer(Trainer):
         return torch.from_numpy(np.ascontiguousarray(target))
 
     def _train_mode(self) -> None:
-        if self.module.training:
-            return  # switching modes walks every module: only do it when it changes
-        self.module.train()
-        for block in self.module.blocks.values():
-            if block.frozen:
-                block.eval()
+        if not self.module.training:  # switching modes walks every module: only do it when it changes
+            train_mode(self.module)
 
     def train_step(self, inputs, target, lr):
         self._train_mode()
