@@ -181,11 +181,14 @@ class GPT2(TextModel):
         self._decoder = None
         return super().train(*args, **kwargs)
 
-    def generate(self, prompt: str | Sequence[int] | np.ndarray, max_new_tokens: int = 20, *, do_sample: bool = False,
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None, use_cache: bool = True, session: Any = None) -> str | np.ndarray:
-        """Continue ``prompt``: a text (needs the tokenizer; gives text back) or ids ``(L,)`` or
-        ``(batch, L)`` (gives ids back, prompt included, as transformers' ``generate``).
+    def generate(self, prompt: str | Sequence[str] | Sequence[int] | np.ndarray, max_new_tokens: int = 20, *,
+                 do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None, use_cache: bool = True,
+                 session: Any = None) -> str | list[str] | np.ndarray:
+        """Continue ``prompt``: a text (needs the tokenizer; gives text back), a list of texts
+        (a list back), or ids ``(L,)`` or ``(batch, L)`` (gives ids back, prompt included, as
+        transformers' ``generate``). Texts of different lengths are continued one after another:
+        this GPT-2 takes no padding mask, so nothing is padded.
 
         Greedy unless ``do_sample``; stops early at the config's ``eos_token_id``. ``use_cache``
         runs :meth:`decoder`, one position per step; without it the whole sequence runs every
@@ -193,6 +196,9 @@ class GPT2(TextModel):
         session) runs an export of either model instead: the decoder if the file takes past
         keys/values, else the plain model.
         """
+        if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
+            return [self.generate(text, max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, seed=seed, use_cache=use_cache, session=session) for text in prompt]
         ids = self._ids(prompt, max_new_tokens)
         widths = [self.config.n_embd] * 2 * self.config.n_layer
         if session is not None:

@@ -262,11 +262,18 @@ class Wav2Vec2(TextModel):
                    session: Any = None) -> str | list[str]:
         """Text for one waveform (a 1-D array or a ``.wav`` path) or a list of them, by greedy
         CTC decoding; ``session`` (an ONNX file path or ONNX Runtime session) runs an export of
-        this model instead."""
+        this model instead. Waveforms of different lengths run as one zero-padded batch, as
+        transformers runs models that take no attention mask, or one by one for models whose
+        ``preprocessor_config.json`` asks for a mask."""
         if self.tokenizer is None:
             raise DataError(f"{self.name} has no CTC vocabulary: load it from a folder holding "
                             f"{audio.VOCABULARY_FILE}, or pass tokenizer= (a path to one) to zoo.load")
-        values = self.input_values(speech, sampling_rate)
+        arrays = audio.waveforms(speech, sampling_rate)
+        if len({len(a) for a in arrays}) > 1 and self._preprocessor().get("return_attention_mask", False):
+            # a model that expects an attention mask would see the padding (this spec takes none):
+            # transcribe each waveform on its own instead
+            return [self.transcribe(array, session=session) for array in arrays]
+        values = self.input_values(arrays, None)
         if session is None:
             logits = self.predict(values)
         else:

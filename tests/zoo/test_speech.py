@@ -179,3 +179,29 @@ def test_pretrained_true_finds_the_standard_repo_in_the_hugging_face_cache(hf, t
     (repo / "refs" / "main").write_text("abc123")
     asr = zoo.load("wav2vec2", "torch", pretrained=True)
     assert asr.transcribe(hf["waves"]) == hf["base"]["texts"]
+
+
+def test_a_model_that_expects_an_attention_mask_transcribes_each_waveform_alone(hf, tmp_path):
+    """return_attention_mask=True (the large "layer" models): no padding reaches the model; each
+    text is what transformers gives for that waveform with its mask."""
+    import json
+    import shutil
+
+    import torch
+    import transformers
+
+    reference = hf["stable"]
+    folder = tmp_path / "masked"
+    shutil.copytree(reference["folder"], folder)
+    settings = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**settings, "return_attention_mask": True}))
+    extractor = transformers.Wav2Vec2FeatureExtractor.from_pretrained(folder)
+    tokenizer = transformers.Wav2Vec2CTCTokenizer.from_pretrained(folder)
+    want = []
+    for wave_ in hf["waves"]:
+        features = extractor(wave_, sampling_rate=16000, return_tensors="pt")
+        with torch.inference_mode():
+            logits = reference["model"](features.input_values, attention_mask=features.attention_mask).logits
+        want.append(tokenizer.decode(logits[0].argmax(-1)))
+    asr = zoo.load("wav2vec2", "torch", pretrained=folder)
+    assert asr.transcribe(hf["waves"]) == want

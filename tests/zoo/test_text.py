@@ -156,6 +156,9 @@ def test_sampling_is_seeded_and_the_cache_changes_nothing(gpt2_models):
 def test_generate_from_text_with_the_folders_tokenizer(gpt2_models):
     text = gpt2_models["torch"].generate("Hello w5 w17", max_new_tokens=5)
     assert text.startswith("Hello w5 w17 ") and len(text.split()) == 8
+    # prompts of different lengths: each continued as if alone
+    assert gpt2_models["torch"].generate(["w3", "Hello w5 w17"], max_new_tokens=5) == [
+        gpt2_models["torch"].generate("w3", max_new_tokens=5), text]
 
 
 def test_gpt2_head_is_tied_to_wte_in_both_frameworks(gpt2_models):
