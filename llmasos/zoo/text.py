@@ -1,6 +1,6 @@
 """What the Hugging Face families (:mod:`.bert`, :mod:`.gpt2`, :mod:`.marian`, :mod:`.wav2vec2`)
-share: configs and folders, tokenizers, the :class:`TextModel` they load into and a dataset of
-tokenised texts.
+share: configs and folders, tokenizers, and the :class:`TextModel` they load into (and come back
+as from ``.to()`` and ``Model.load``).
 
 A family is a :class:`TextModel` subclass that names its config class, the ``model_type`` of
 its Hugging Face folders, its tasks and how to build its spec; :func:`load_text` does the rest::
