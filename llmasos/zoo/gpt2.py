@@ -158,28 +158,15 @@ class GPT2(TextModel):
     positions = "n_positions"
     build_spec = staticmethod(gpt2)
 
-    _decoder: Model | None = None
+    parts = ("decoder",)
+
+    def part_spec(self, part: str) -> ModelSpec:
+        return gpt2(self.config, cache=True)
 
     def decoder(self) -> Model:
         """The incremental decoder (past keys/values in and out) with this model's weights, in its
         framework; made once and remade after ``set_weights`` or ``train``."""
-        if self._decoder is None:
-            decoder = Model(spec=gpt2(self.config, cache=True), framework=self.framework, name=f"{self.name}-decoder")
-            decoder.set_weights(self.get_weights())
-            decoder.metadata = dict(self.metadata)
-            self._decoder = decoder
-        return self._decoder
-
-    def generation_parts(self) -> dict[str, Model]:
-        return {"decoder": self.decoder()}
-
-    def set_weights(self, weights) -> None:
-        super().set_weights(weights)
-        self._decoder = None
-
-    def train(self, *args: Any, **kwargs: Any):
-        self._decoder = None
-        return super().train(*args, **kwargs)
+        return self.part("decoder")
 
     def generate(self, prompt: str | Sequence[str] | Sequence[int] | np.ndarray, max_new_tokens: int = 20, *,
                  do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,

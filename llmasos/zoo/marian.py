@@ -42,6 +42,7 @@ import dataclasses
 import json
 import math
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -254,7 +255,7 @@ class Marian(TextModel):
     positions = "max_position_embeddings"
     build_spec = staticmethod(marian)
 
-    _parts: dict[str, Model] | None = None
+    parts = ("encoder", "decoder")
 
     @property
     def _pad_id(self) -> int:
@@ -276,38 +277,18 @@ class Marian(TextModel):
         layers = {layer.name for layer in spec.layers}
         return {name: {"embeddings": table} for name in POSITIONS if name in layers}
 
-    def _part(self, part: str) -> Model:
-        if self._parts is None:
-            self._parts = {}
-        if part not in self._parts:
-            spec = marian(self.config, part=part)
-            model = Model(spec=spec, framework=self.framework, name=f"{self.name}-{part}")
-            weights = self.get_weights()
-            model.set_weights({layer.name: weights[layer.name] for layer in spec.layers if layer.name in weights})
-            model.metadata = dict(self.metadata)
-            self._parts[part] = model
-        return self._parts[part]
+    def part_spec(self, part: str) -> ModelSpec:
+        return marian(self.config, part=part)
 
     def encoder(self) -> Model:
         """The encoder (``input_ids``, ``attention_mask`` -> ``encoder_hidden_states`` and the
         cross-attention keys/values) with this model's weights; remade after ``set_weights`` or
         ``train``."""
-        return self._part("encoder")
+        return self.part("encoder")
 
     def decoder(self) -> Model:
         """One generation step with a key/value cache (see the module docstring)."""
-        return self._part("decoder")
-
-    def generation_parts(self) -> dict[str, Model]:
-        return {"encoder": self.encoder(), "decoder": self.decoder()}
-
-    def set_weights(self, weights) -> None:
-        super().set_weights(weights)
-        self._parts = None
-
-    def train(self, *args: Any, **kwargs: Any):
-        self._parts = None
-        return super().train(*args, **kwargs)
+        return self.part("decoder")
 
     def encode(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
         """Source texts as the encoder's ``input_ids`` and ``attention_mask`` (ending in ``</s>``)."""
@@ -319,9 +300,10 @@ class Marian(TextModel):
         return encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts),
                       {"input_ids": "int64", "attention_mask": "float32"}, self._pad_id, self.max_length)
 
+    @cached_property
     def generation_settings(self) -> dict[str, Any]:
-        """The defaults :meth:`generate` takes from the folder the model came from, as transformers
-        reads them: ``generation_config.json`` (else ``config.json``) ``num_beams``,
+        """The defaults :meth:`generate` takes from the folder the model came from (read once), as
+        transformers reads them: ``generation_config.json`` (else ``config.json``) ``num_beams``,
         ``length_penalty``, ``early_stopping``, ``forced_eos_token_id``, ``renormalize_logits`` and
         ``max_length``; transformers' defaults where the folder says nothing (greedy)."""
         settings = {"num_beams": 1, "length_penalty": 1.0, "early_stopping": False,
@@ -343,10 +325,10 @@ class Marian(TextModel):
         ``num_beams`` > 1 (``length_penalty``, ``early_stopping``), else greedy, or sampling with
         ``do_sample`` (``temperature``, ``top_k``, ``top_p``, ``seed``). The pad token is never
         chosen, the last step is ``forced_eos_token_id`` when set, and rows that ended are padded.
-        Unset options come from :meth:`generation_settings` (``max_new_tokens``: the folder's
+        Unset options come from :attr:`generation_settings` (``max_new_tokens``: the folder's
         ``max_length`` less the start token, else 64). ``session`` is a pair ``(encoder,
         decoder)`` of ONNX files or ONNX Runtime sessions of :meth:`encoder` and :meth:`decoder`."""
-        settings = self.generation_settings()
+        settings = self.generation_settings
         beams = settings["num_beams"] if num_beams is None else num_beams
         if max_new_tokens is None:
             max_new_tokens = settings["max_length"] - 1 if settings["max_length"] else 64
@@ -401,8 +383,8 @@ class Marian(TextModel):
         return decoded[0] if isinstance(texts, str) else decoded
 
 
-@register(name="marian", task=TRANSLATION, input_size=(OPUS_MT.max_position_embeddings,), labels=None, classifier="logits",
-          adapt_state_dict=hf_state_dict, model_class=Marian)
+@register(name="marian", task=TRANSLATION, input_size=(OPUS_MT.max_position_embeddings,), labels=None,
+          classifier="logits", adapt_state_dict=hf_state_dict, model_class=Marian)
 def marian_opus_mt() -> ModelSpec:
     """The standard model's spec (opus-mt-en-de's size), for ``zoo.list()``."""
     return marian(OPUS_MT)

@@ -86,12 +86,14 @@ class TextModel(Model):
     tasks: ClassVar[tuple[str, ...]]          # the first is the default
     hf_repo: ClassVar[str]                    # the standard weights' Hugging Face repo (pretrained=True)
     positions: ClassVar[str]                  # the config field holding the maximum sequence length
+    parts: ClassVar[tuple[str, ...]] = ()     # the extra models generation runs (see part_spec)
 
     def __init__(self, spec: ModelSpec, config: HFConfig, task: str, framework: str | None = None,
                  name: str = "model", tokenizer: Any = None) -> None:
         super().__init__(spec=spec, framework=framework, name=name)
         self.config, self.task, self.tokenizer = config, task, tokenizer
         self.frozen: set[str] = set()  # layers loading froze (computed weights, a frozen backbone)
+        self._parts: dict[str, Model] = {}
 
     def _like(self, framework: str) -> "TextModel":
         return type(self)(ModelSpec.from_dict(self.spec.to_dict()), self.config, self.task, framework, self.name,
@@ -134,10 +136,35 @@ class TextModel(Model):
         """The tokenizer ``source`` gives (an object or a path), else the folder's; None if neither."""
         return load_tokenizer(source, folder)
 
+    def part_spec(self, part: str) -> ModelSpec:
+        """The spec of one of :attr:`parts`, whose layers are named as this model's."""
+        raise NotImplementedError
+
+    def part(self, part: str) -> Model:
+        """One of :attr:`parts` (GPT-2's cached decoder; Marian's encoder and decoder) with this
+        model's weights, in its framework; made once and remade after ``set_weights`` or ``train``."""
+        if part not in self.parts:
+            raise ZooError(f"{self.name} has no part {part!r}; its parts: {', '.join(self.parts) or 'none'}")
+        if part not in self._parts:
+            spec = self.part_spec(part)
+            model = Model(spec=spec, framework=self.framework, name=f"{self.name}-{part}")
+            weights = self.get_weights()
+            model.set_weights({layer.name: weights[layer.name] for layer in spec.layers if layer.name in weights})
+            model.metadata = dict(self.metadata)
+            self._parts[part] = model
+        return self._parts[part]
+
     def generation_parts(self) -> dict[str, Model]:
-        """The extra models generation runs (GPT-2's cached decoder; Marian's encoder and
-        decoder), each exported beside the model by ``llmasos zoo export``."""
-        return {}
+        """Every one of :attr:`parts`, each exported beside the model by ``llmasos zoo export``."""
+        return {part: self.part(part) for part in self.parts}
+
+    def set_weights(self, weights) -> None:
+        super().set_weights(weights)
+        self._parts = {}
+
+    def train(self, *args: Any, **kwargs: Any):
+        self._parts = {}
+        return super().train(*args, **kwargs)
 
     @classmethod
     def constant_weights(cls, config: HFConfig, spec: ModelSpec) -> dict:

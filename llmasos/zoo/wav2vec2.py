@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -240,8 +241,9 @@ class Wav2Vec2(TextModel):
             return audio.CTCVocabulary.from_folder(folder)
         return None
 
+    @cached_property
     def _preprocessor(self) -> dict:
-        """The folder's ``preprocessor_config.json`` (transformers' defaults without one)."""
+        """The folder's ``preprocessor_config.json`` (transformers' defaults without one), read once."""
         folder = self.metadata.get("pretrained") if self.metadata else None
         path = Path(folder) / audio.PREPROCESSOR_FILE if folder else None
         return json.loads(path.read_text()) if path is not None and path.is_file() else {}
@@ -254,7 +256,7 @@ class Wav2Vec2(TextModel):
         if shortest < needed:
             raise DataError(f"a waveform of {shortest} samples is shorter than the {needed} samples "
                             f"({1000 * needed / audio.SAMPLING_RATE:.0f} ms) one frame of this model needs")
-        settings = self._preprocessor()
+        settings = self._preprocessor
         return audio.batch(arrays, bool(settings.get("do_normalize", True)),
                            padded_statistics=not settings.get("return_attention_mask", False))
 
@@ -269,7 +271,7 @@ class Wav2Vec2(TextModel):
             raise DataError(f"{self.name} has no CTC vocabulary: load it from a folder holding "
                             f"{audio.VOCABULARY_FILE}, or pass tokenizer= (a path to one) to zoo.load")
         arrays = audio.waveforms(speech, sampling_rate)
-        if len({len(a) for a in arrays}) > 1 and self._preprocessor().get("return_attention_mask", False):
+        if len({len(a) for a in arrays}) > 1 and self._preprocessor.get("return_attention_mask", False):
             # a model that expects an attention mask would see the padding (this spec takes none):
             # transcribe each waveform on its own instead
             return [self.transcribe(array, session=session) for array in arrays]
