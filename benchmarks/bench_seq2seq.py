@@ -29,14 +29,12 @@ from typing import Callable
 
 import numpy as np
 
-from bench_zoo import measure, print_against_reference
+from bench_zoo import llmasos_runners, measure, print_against_reference
 
 
 def wav2vec2_runners(folder: str, only: set[str]) -> dict[str, Callable]:
     import torch
     import transformers
-
-    from llmasos import export, zoo
 
     torch.manual_seed(0)
     reference = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config()).eval()
@@ -47,25 +45,7 @@ def wav2vec2_runners(folder: str, only: set[str]) -> dict[str, Callable]:
         with torch.inference_mode():
             return reference(torch.from_numpy(values)).logits.numpy()
 
-    out = {"transformers": hf}
-    if "torch" in only or "onnx" in only:
-        ours = zoo.load("wav2vec2", "torch", pretrained=path)
-    if "torch" in only:
-        module = ours.backend_model.eval()
-
-        def call(values):
-            with torch.inference_mode():
-                return module(torch.from_numpy(values)).numpy()
-
-        out["llmasos torch (module)"] = call
-        out["llmasos torch (predict)"] = ours.predict
-    if "tf" in only:
-        out["llmasos tf (predict)"] = zoo.load("wav2vec2", "tf", pretrained=path).predict
-    if "onnx" in only:
-        export.to_onnx(ours, os.path.join(folder, "wav2vec2.onnx"))
-        session = export.load(os.path.join(folder, "wav2vec2.onnx"), providers=["cpu"])
-        out["onnxruntime cpu"] = lambda values: session.run(None, {"input_values": values})[0]
-    return out
+    return {"transformers": hf, **llmasos_runners("wav2vec2", folder, only, pretrained=path)}
 
 
 def bench_wav2vec2(folder: str, only: set[str], seconds: list[float], repeats: int) -> None:

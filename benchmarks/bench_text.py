@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench_zoo import measure, print_against_reference
+from bench_zoo import llmasos_runners, measure, print_against_reference
 
 BERT_BASE = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
              "intermediate_size": 3072, "max_position_embeddings": 512}
@@ -37,8 +37,6 @@ BERT_BASE = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "
 def bert_runners(folder: str, only: set[str]) -> dict[str, Callable]:
     import torch
     import transformers
-
-    from llmasos import export, zoo
 
     torch.manual_seed(0)
     reference = transformers.BertModel(transformers.BertConfig(**BERT_BASE)).eval()
@@ -49,25 +47,7 @@ def bert_runners(folder: str, only: set[str]) -> dict[str, Callable]:
         with torch.inference_mode():
             return reference(**tensors(batch)).last_hidden_state.numpy()
 
-    out = {"transformers": hf}
-    if "torch" in only:
-        ours = zoo.load("bert", "torch", pretrained=os.path.join(folder, "bert"))
-        module = ours.backend_model.eval()
-
-        def call(batch):
-            with torch.inference_mode():
-                return module(*tensors(batch).values()).numpy()
-
-        out["llmasos torch (module)"] = call
-        out["llmasos torch (predict)"] = ours.predict
-    if "tf" in only:
-        out["llmasos tf (predict)"] = zoo.load("bert", "tf", pretrained=os.path.join(folder, "bert")).predict
-    if "onnx" in only:
-        path = os.path.join(folder, "bert.onnx")
-        export.to_onnx(zoo.load("bert", "torch", pretrained=os.path.join(folder, "bert")), path)
-        session = export.load(path, providers=["cpu"])
-        out["onnxruntime cpu"] = lambda batch: session.run(None, batch)[0]
-    return out
+    return {"transformers": hf, **llmasos_runners("bert", folder, only, pretrained=os.path.join(folder, "bert"))}
 
 
 def bench_bert(folder: str, only: set[str], batches: list[int], length: int, repeats: int) -> None:

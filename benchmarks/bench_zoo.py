@@ -10,7 +10,7 @@ Rows, all with the same weights (torchvision's random init, BatchNorm statistics
 * llmasos torch (module): the spec-compiled ``nn.Module`` called directly (target ratio <= 1.05);
 * llmasos torch (predict): the same through ``Model.predict`` (NumPy in and out);
 * llmasos tf (predict): the Keras model through ``Model.predict``;
-* onnxruntime: the llmasos export run by ONNX Runtime on CPU (when ``llmasos.export.to_onnx`` exists).
+* onnxruntime: the llmasos export run by ONNX Runtime on CPU.
 
 Each time is the median of several round-robin repeats (so noise on a shared machine hits every
 row alike) in milliseconds per batch; "max |diff|" is against torchvision's logits. ``--threads``
@@ -55,8 +55,6 @@ def reference(name: str, folder: str):
 def runners(name: str, folder: str, only: set[str], threads: int | None) -> dict[str, Runner]:
     import torch
 
-    from llmasos import zoo
-
     if threads:
         torch.set_num_threads(threads)
 
@@ -68,10 +66,30 @@ def runners(name: str, folder: str, only: set[str], threads: int | None) -> dict
                 return net(torch.from_numpy(x)).numpy()
         return run
 
-    out: dict[str, Runner] = {"torchvision": torch_call(module)}
+    return {"torchvision": torch_call(module), **llmasos_runners(name, folder, only, threads, pretrained=path,
+                                                                  logits=True)}
+
+
+def llmasos_runners(name: str, folder: str, only: set[str], threads: int | None = None,
+                    **options) -> dict[str, Runner]:
+    """llmasos' rows for the zoo model ``name`` (``zoo.load`` options such as ``pretrained``): the
+    spec-compiled torch module called directly, torch and TF through ``Model.predict``, and ONNX
+    Runtime on the torch model's export. Each takes what ``Model.predict`` takes (an array, or a
+    dict of arrays by input name)."""
+    import torch
+
+    from llmasos import export, zoo
+
+    out: dict[str, Runner] = {}
+    ours = zoo.load(name, "torch", **options) if only & {"torch", "onnx"} else None
     if "torch" in only:
-        ours = zoo.load(name, "torch", pretrained=path, logits=True)
-        out["llmasos torch (module)"] = torch_call(ours.backend_model.eval())
+        module = ours.backend_model.eval()
+
+        def call(x):
+            with torch.inference_mode():
+                return module(*(torch.from_numpy(a) for a in ours.shape_input(x))).numpy()
+
+        out["llmasos torch (module)"] = call
         out["llmasos torch (predict)"] = ours.predict
     if "tf" in only:
         if threads:
@@ -79,22 +97,17 @@ def runners(name: str, folder: str, only: set[str], threads: int | None) -> dict
 
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        out["llmasos tf (predict)"] = zoo.load(name, "tf", pretrained=path, logits=True).predict
+        out["llmasos tf (predict)"] = zoo.load(name, "tf", **options).predict
     if "onnx" in only:
-        from llmasos import export
+        import onnxruntime
 
-        if hasattr(export, "to_onnx"):
-            onnx_path = os.path.join(folder, f"{name}.onnx")
-            export.to_onnx(zoo.load(name, "torch", pretrained=path, logits=True), onnx_path)
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads or 0
-            session = export.load(onnx_path, providers=["cpu"], options=options)
-            feed = session.get_inputs()[0].name
-            out["onnxruntime cpu"] = lambda x: session.run(None, {feed: x})[0]
-        else:
-            print("onnxruntime: skipped, llmasos.export.to_onnx does not exist yet")
+        path = os.path.join(folder, f"{name}.onnx")
+        export.to_onnx(ours, path)
+        settings = onnxruntime.SessionOptions()
+        settings.intra_op_num_threads = threads or 0
+        session = export.load(path, providers=["cpu"], options=settings)
+        names = [i.name for i in session.get_inputs()]
+        out["onnxruntime cpu"] = lambda x: session.run(None, dict(zip(names, ours.shape_input(x))))[0]
     return out
 
 
