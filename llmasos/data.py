@@ -42,13 +42,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .atomic import staged
 from .errors import DataError
 
 MODES = ("train", "test")
@@ -367,15 +367,8 @@ def digits_csv(folder: str | os.PathLike) -> tuple[str, str]:
 
 
 def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                         delete=False, newline="")
-    try:
-        with handle:
-            write(handle)
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
-        raise
+    with staged(path) as tmp, open(tmp, "w", newline="") as handle:
+        write(handle)
 
 
 # -- sources: rows in file order, in chunks that can be read in any order -----------------------

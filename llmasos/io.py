@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .atomic import staged
 from .errors import ModelFileError, SpecError
 from .spec import ModelSpec
 
@@ -73,9 +73,8 @@ def write(path: str | os.PathLike, model_file: ModelFile) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ModelFileError(f"cannot save to {path!r}: the folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".llmasos-", suffix=".h5.tmp", dir=folder)
-    os.close(fd)
-    try:
+    # the helper gives the file the ordinary mode (not mkstemp's 0600) and fsyncs it before the rename
+    with staged(path, prefix=".llmasos-", suffix=".h5.tmp") as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
@@ -95,14 +94,6 @@ def write(path: str | os.PathLike, model_file: ModelFile) -> None:
                 slots = group.create_group("slots")
                 for slot, tree in state.get("slots", {}).items():
                     _write_tree(slots.create_group(slot), tree)
-            f.flush()
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read(path: str | os.PathLike) -> ModelFile:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from ..atomic import file_mode, folder_mode, staged
 from ..errors import ServeError
 from ..export.providers import check_file, external_files
 from .tensors import TensorSpec, specs_from_model
@@ -77,11 +78,14 @@ def write_triton_repo(onnx_path: str | os.PathLike, repo_dir: str | os.PathLike,
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=model_dir))
     try:
+        staging.chmod(folder_mode())  # mkdtemp's 0700 would hide the version from a server run as another user
         extra = external_files(model, source.parent)
         target = staging / "model.onnx" if extra else staging
         target.mkdir(exist_ok=True)
         for file in [source, *extra]:
-            shutil.copy2(file, target / ("model.onnx" if file == source else file.name))
+            copy = target / ("model.onnx" if file == source else file.name)
+            shutil.copyfile(file, copy)
+            copy.chmod(file_mode())  # the ordinary mode, whatever the source's
         config = staging / "config.pbtxt"
         config.write_text(triton_config(name, inputs, outputs, max_batch, batch_timeout_ms))
         config.replace(model_dir / "config.pbtxt")
@@ -113,5 +117,6 @@ def write_kserve_manifest(path: str | os.PathLike, name: str, storage_uri: str, 
                 "metadata": {"name": name},
                 "spec": {"predictor": {"minReplicas": min_replicas, "model": model}}}
     path = Path(path)
-    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    with staged(path) as tmp:
+        tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
     return path
