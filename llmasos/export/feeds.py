@@ -74,6 +74,7 @@ def random_feed(proto: onnx.ModelProto, batch: int, length: int = 128, seed: int
     spec = read_metadata(proto).get("spec")
     if isinstance(spec, dict):
         config = OnnxConfig(ModelSpec.from_dict(spec))
+        length = config.spec.fitting_length(length)  # what sample() gives dynamic dimensions
         arrays = dict(zip([i.name for i in config.inputs], config.sample(batch, seed, length)))
     else:
         arrays = {}

@@ -41,4 +41,5 @@ def to_fp16(src: str | os.PathLike, dst: str | os.PathLike, keep_io_types: bool 
         converted.topological_sort()
         onnx.save_model(converted.model, target)
 
-    return derive(src, dst, "fp16" + ("" if keep_io_types else " (fp16 inputs and outputs)"), write, eval_data)
+    return derive(src, dst, "fp16" + ("" if keep_io_types else " (fp16 inputs and outputs)"), write, eval_data,
+                  check="fp16")

@@ -47,13 +47,13 @@ def compare(reference: str | os.PathLike, candidate: str | os.PathLike, dataset:
     if not outputs[0]:
         raise DataError("cannot compare models on an empty dataset")
     ref, cand = (np.concatenate(o) for o in outputs)
-    threshold = _threshold(proto)
+    cut = threshold(proto)
     result: dict[str, Any] = {"rows": len(ref), "max_abs_diff": float(np.max(np.abs(ref - cand)))}
-    result["agreement"] = float(np.mean(_classes(ref, threshold) == _classes(cand, threshold)))
+    result["agreement"] = float(np.mean(classes(ref, cut) == classes(cand, cut)))
     if labels:
         y = np.concatenate(labels)
         if np.issubdtype(y.dtype, np.integer):
-            score = lambda out: float(np.mean(_classes(out, threshold).reshape(-1) == y.reshape(-1)))
+            score = lambda out: float(np.mean(classes(out, cut).reshape(-1) == y.reshape(-1)))
             result["metric"] = "accuracy"
         else:
             score = lambda out: float(np.mean((out.reshape(len(y), -1) - y.reshape(len(y), -1)) ** 2))
@@ -63,12 +63,12 @@ def compare(reference: str | os.PathLike, candidate: str | os.PathLike, dataset:
     return result
 
 
-def _classes(out: np.ndarray, threshold: float) -> np.ndarray:
+def classes(out: np.ndarray, threshold: float) -> np.ndarray:
     """Predicted classes: argmax over the last axis, or a threshold on a single unit."""
     return out.argmax(axis=-1) if out.shape[-1] > 1 else (out[..., 0] > threshold).astype(np.int64)
 
 
-def _threshold(proto: Any) -> float:
+def threshold(proto: Any) -> float:
     """0.5 on sigmoid outputs (probabilities), 0 on logits."""
     spec = read_metadata(proto).get("spec")
     if isinstance(spec, dict) and ModelSpec.from_dict(spec).final_activation() != "sigmoid":

@@ -45,4 +45,4 @@ def optimize(src: str | os.PathLike, dst: str | os.PathLike, level: str = "all",
         options.log_severity_level = 3  # its warning that "all" is hardware-specific is in this docstring
         session(source, providers, options=options)
 
-    return derive(src, dst, f"onnxruntime {level} optimisation", write, eval_data)
+    return derive(src, dst, f"onnxruntime {level} optimisation", write, eval_data, check="fp32")

@@ -74,7 +74,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, mode: str = "dynami
                 quantize_static(prepared, target, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
 
-    return derive(src, dst, method, write, eval_data)
+    return derive(src, dst, method, write, eval_data, check="int8")
 
 
 # What dynamic int8 quantises. Not Conv: ONNX Runtime's CPU ConvInteger takes only uint8 weights

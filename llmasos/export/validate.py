@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
 from ..errors import ExportError, VerificationError
-from .config import OnnxConfig
+from .config import ATOL_LARGE, ATOL_SMALL, DYNAMIC_SIZE, LARGE_PARAMETERS, OnnxConfig
 from .providers import check_file, session
 
 if TYPE_CHECKING:
@@ -117,6 +118,88 @@ def compare_outputs(expected: dict[str, np.ndarray], got: dict[str, np.ndarray],
         raise VerificationError(f"{what}: outputs differ by up to {worst:.3g}, above the tolerance {atol:g}; "
                                 f"the ONNX file does not compute what the model computes", worst, atol)
     return worst
+
+
+@dataclass
+class DerivedCheck:
+    """How a derived file (optimised, fp16, int8) compares with its source on the same sample.
+
+    ``max_abs_diff`` over all outputs; ``relative_diff`` is that over the largest source output
+    magnitude; ``agreement`` the share of rows (or tokens) whose top-1 class is the same in both;
+    ``tolerance`` bounds ``max_abs_diff`` (fp32) or ``relative_diff`` (fp16), None where numbers
+    are only reported (int8: its change is a metric's, see ``eval_data``)."""
+
+    check: str
+    rows: int
+    max_abs_diff: float
+    relative_diff: float
+    agreement: float
+    tolerance: float | None
+
+    def __str__(self) -> str:
+        bound = ("" if self.tolerance is None else
+                 f" <= {self.tolerance:g}" + (" relative" if self.check == "fp16" else ""))
+        shown = self.relative_diff if self.check == "fp16" else self.max_abs_diff
+        what = "relative diff" if self.check == "fp16" else "max abs diff"
+        return (f"verified against the source on {self.rows} sample rows: {what} {shown:.3g}{bound}, "
+                f"same top-1 on {self.agreement:.1%}")
+
+
+DERIVED_CHECKS = ("fp32", "fp16", "int8")
+FP16_RTOL = 1e-2            # fp16 keeps ~3 significant digits; sums over layers lose some more
+DERIVED_ROWS = 8            # sample rows (each of DYNAMIC_SIZE tokens for sequence inputs)
+
+
+def verify_derived(source: str | os.PathLike, candidate: str | os.PathLike, check: str) -> DerivedCheck:
+    """Run ``source`` and ``candidate`` (a file made from it) on the same sample inputs, built as
+    :func:`to_onnx` builds them (:func:`~llmasos.export.feeds.random_feed`), and raise
+    :class:`VerificationError` unless the candidate computes the same thing:
+
+    * ``"fp32"`` (graph rewrites): max abs difference within to_onnx's tolerance (1e-5 under a
+      million parameters, else 1e-4);
+    * ``"fp16"``: max abs difference within 1e-2 of the largest source output magnitude;
+    * ``"int8"``: reported, not bounded (top-1 agreement, and the metric change with eval data).
+
+    Output names and shapes must match, and a NaN or infinite value where the source is finite
+    always fails.
+    """
+    from .feeds import graph_inputs, random_feed
+    from .metrics import classes, threshold
+
+    if check not in DERIVED_CHECKS:
+        raise ExportError(f"check must be one of {', '.join(DERIVED_CHECKS)}, got {check!r}")
+    proto, derived = check_file(source), check_file(candidate)
+    feed = random_feed(proto, DERIVED_ROWS, DYNAMIC_SIZE)
+    dtypes = {i.name: i.dtype for i in graph_inputs(derived)}  # an fp16 file may take fp16 inputs
+    expected = run_onnx(source, feed)
+    got = run_onnx(candidate, {name: x.astype(dtypes.get(name, x.dtype)) for name, x in feed.items()})
+    what = f"the {check} copy of {os.fspath(source)}"
+    worst = compare_outputs(expected, got, np.inf, what)
+    scale = max((float(np.max(np.abs(v), initial=0.0, where=np.isfinite(v))) for v in expected.values()
+                 if np.issubdtype(v.dtype, np.floating)), default=0.0)
+    relative = worst / scale if scale > 0 else worst
+    first = next(iter(expected))
+    cut = threshold(proto)
+    agreement = float(np.mean(classes(expected[first], cut) == classes(np.asarray(got[first]), cut)))
+    tolerance = {"fp32": _fp32_atol(proto), "fp16": FP16_RTOL, "int8": None}[check]
+    measured = relative if check == "fp16" else worst
+    if tolerance is not None and measured > tolerance:
+        raise VerificationError(f"{what}: outputs differ by up to {worst:.3g} ({relative:.3g} of the largest output), "
+                                f"above the {check} tolerance {tolerance:g}"
+                                f"{' relative' if check == 'fp16' else ''}; the file is not written", worst, tolerance)
+    return DerivedCheck(check, DERIVED_ROWS, worst, relative, agreement, tolerance)
+
+
+def _fp32_atol(proto: onnx.ModelProto) -> float:
+    """to_onnx's tolerance for a file: from its spec metadata, else from its initializers' size."""
+    from ..spec import ModelSpec
+    from .metadata import read_metadata
+
+    spec = read_metadata(proto).get("spec")
+    if isinstance(spec, dict):
+        return OnnxConfig(ModelSpec.from_dict(spec)).atol
+    count = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    return ATOL_SMALL if count < LARGE_PARAMETERS else ATOL_LARGE
 
 
 def _first_line(exc: BaseException) -> str:
