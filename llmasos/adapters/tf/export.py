@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf2onnx
 
 from .build import TFModel, keras_name
+from .layers import grouped_conv_as_one_op
 
 DEFAULT_OPSET = 17
 
@@ -33,7 +34,8 @@ def export_onnx(model: TFModel, path: str, opset: int | None = None) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
+        with grouped_conv_as_one_op():  # one ONNX Conv with `group` per grouped convolution
+            proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
     _name_graph(proto, model)
     onnx.save_model(proto, path, save_as_external_data=False)
     return {"exporter": f"tf2onnx {tf2onnx.__version__} (from_function), tensorflow {tf.__version__}",

@@ -14,8 +14,10 @@ and :mod:`.build` inserts the transposes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import keras
 import tensorflow as tf
@@ -80,6 +82,24 @@ def _explicit(padding: list[int]) -> list[list[int]]:
     return [[0, 0], *([p, p] for p in padding), [0, 0]]
 
 
+# Whether a grouped convolution is traced as TensorFlow's single grouped op (see Conv); only the
+# ONNX export asks for it, through grouped_conv_as_one_op().
+_GROUPED_AS_ONE_OP: contextvars.ContextVar[bool] = contextvars.ContextVar("grouped_as_one_op", default=False)
+
+
+@contextlib.contextmanager
+def grouped_conv_as_one_op() -> Iterator[None]:
+    """Trace grouped convolutions as one ``Conv2D`` op while the block runs, for tf2onnx, which
+    writes it as one ONNX ``Conv`` with ``group`` (what torch's exporter writes; ONNX Runtime runs
+    it faster than a Split/Conv/Concat chain). Tracing runs no kernel, so this works on every CPU;
+    the file is then verified against the model, which runs the split form."""
+    token = _GROUPED_AS_ONE_OP.set(True)
+    try:
+        yield
+    finally:
+        _GROUPED_AS_ONE_OP.reset(token)
+
+
 class Conv(keras.layers.Layer):
     """Conv1D/Conv2D on channels-last input with kernel ``(*k, in / groups, out)``.
 
@@ -87,6 +107,12 @@ class Conv(keras.layers.Layer):
     refuses any dilation, so a dilated kernel is spread out with zeros here instead (the same
     numbers; TF's "same" padding then sees the same effective size). 1-D runs as 2-D with a
     height of one, because ``tf.nn.conv1d`` takes no explicit padding.
+
+    A grouped convolution (``groups > 1``) runs as one convolution per group, concatenated:
+    where oneDNN is off (CPUs without AVX-512, or ``TF_ENABLE_ONEDNN_OPTS=0``) TensorFlow's graph
+    optimiser fuses Conv2D + BiasAdd into an Eigen kernel that refuses groups ("Fused conv
+    implementation does not support grouped convolutions"). The split form runs everywhere,
+    with the same numbers as Eigen's unfused grouped kernel and faster than it.
     """
 
     def __init__(self, filters: int, kernel_size: list[int], stride: list[int], padding: Any,
@@ -117,7 +143,12 @@ class Conv(keras.layers.Layer):
             x, kernel, stride = tf.expand_dims(x, 1), tf.expand_dims(kernel, 0), [1, *stride]
             padding = padding if isinstance(padding, str) else [0, *padding]
         padding = padding.upper() if isinstance(padding, str) else _explicit(padding)
-        out = tf.nn.conv2d(x, kernel, [1, *stride, 1], padding)
+        if self.groups == 1 or _GROUPED_AS_ONE_OP.get():
+            out = tf.nn.conv2d(x, kernel, [1, *stride, 1], padding)
+        else:
+            out = tf.concat([tf.nn.conv2d(part, part_kernel, [1, *stride, 1], padding) for part, part_kernel
+                             in zip(tf.split(x, self.groups, axis=-1), tf.split(kernel, self.groups, axis=-1))],
+                            axis=-1)
         if self.spatial == 1:
             out = tf.squeeze(out, 1)
         return out if self.bias is None else tf.nn.bias_add(out, self.bias)
