@@ -11,6 +11,10 @@ Layout (HDF5 via h5py)::
 Nothing is pickled, so opening a stranger's file cannot run code. Writes go to a temporary file
 in the same folder and are renamed over the target only when complete.
 
+Nor can a stranger's file exhaust memory: :func:`read` checks the spec's sizes against a bound
+(:data:`MAX_ELEMENTS`) and every stored weight's shape against the spec before reading any data,
+and refuses weights holding NaN or infinity unless asked not to.
+
 >>> import tempfile, os, numpy as np
 >>> from llmasos.spec import ModelSpec
 >>> spec = ModelSpec.sequential((2,)).add("Dense", 1)
@@ -23,18 +27,25 @@ in the same folder and are renamed over the target only when complete.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .adapters.base import check_weights
 from .atomic import staged
 from .errors import ModelFileError, SpecError
 from .spec import ModelSpec
 
 FORMAT = "llmasos"
 FORMAT_VERSION = 1
+
+# The largest size a file's spec may imply, in elements: its parameters in total, or one layer's
+# output for one example. 2**34 float32 are 64 GiB, beyond any model llmasos builds on one machine,
+# while a spec asking for more (a Dense of 10**10 units) would exhaust memory while being built.
+MAX_ELEMENTS = 2 ** 34
 
 
 @dataclass
@@ -58,9 +69,56 @@ def _write_tree(group, tree: dict[str, dict[str, np.ndarray]]) -> None:
             sub.create_dataset(name, data=np.asarray(value, dtype=np.float32))
 
 
-def _read_tree(group) -> dict[str, dict[str, np.ndarray]]:
-    return {layer: {name: np.asarray(ds[()]) for name, ds in sub.items()}
-            for layer, sub in group.items()}
+def _datasets(group, where: str) -> dict:
+    """``{layer: {weight: h5py.Dataset}}`` of a weights group, its data not yet read."""
+    import h5py
+
+    tree: dict[str, dict] = {}
+    for layer, sub in group.items():
+        if not isinstance(sub, h5py.Group):
+            raise ModelFileError(f"{where}/{layer} should be a group of weights")
+        for name, ds in sub.items():
+            if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f":
+                raise ModelFileError(f"{where}/{layer}/{name} should be an array of floats")
+            tree.setdefault(layer, {})[name] = ds
+    return tree
+
+
+def _check_sizes(spec: ModelSpec, max_elements: int | None) -> None:
+    """Refuse a spec implying more than ``max_elements`` parameters, or as many values in one
+    layer's output for one example (dynamic dimensions count as 1)."""
+    if max_elements is None:
+        return
+    parameters = spec.parameter_count()
+    largest, node = max((math.prod(d or 1 for d in shape), name) for name, shape in spec.shapes().items())
+    too_big = [f"{parameters:,} parameters"] if parameters > max_elements else []
+    too_big += [f"{largest:,} values in {node!r} per example"] if largest > max_elements else []
+    if too_big:
+        raise ModelFileError(f"its spec implies {' and '.join(too_big)}, over the limit of {max_elements:,} "
+                             f"elements; pass max_elements=None to read it anyway")
+
+
+def _check_stored(spec: ModelSpec, weights: dict, slots: dict) -> None:
+    """Stored shapes against the spec, before any data is read: weights exactly, optimizer
+    slots as a subset (frozen layers have none)."""
+    check_weights(spec, weights)
+    expected = spec.weight_shapes()
+    for slot, tree in slots.items():
+        for layer, ws in tree.items():
+            for name, ds in ws.items():
+                if ds.shape != expected.get(layer, {}).get(name):
+                    raise ModelFileError(f"optimizer slot {slot}/{layer}/{name} has shape {ds.shape}, "
+                                         f"the model's weight {expected.get(layer, {}).get(name)}")
+
+
+def _read_tree(tree: dict, where: str, allow_nonfinite: bool) -> dict[str, dict[str, np.ndarray]]:
+    out = {layer: {name: np.asarray(ds[()]) for name, ds in ws.items()} for layer, ws in tree.items()}
+    if not allow_nonfinite:
+        bad = [f"{layer}/{name}" for layer, ws in out.items() for name, a in ws.items() if not np.isfinite(a).all()]
+        if bad:
+            raise ModelFileError(f"{where} {', '.join(bad)} hold NaN or infinity; such a model predicts "
+                                 f"NaN. Pass allow_nonfinite=True to load it anyway")
+    return out
 
 
 def write(path: str | os.PathLike, model_file: ModelFile) -> None:
@@ -73,9 +131,10 @@ def write(path: str | os.PathLike, model_file: ModelFile) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ModelFileError(f"cannot save to {path!r}: the folder {folder!r} does not exist")
-    # the helper gives the file the ordinary mode (not mkstemp's 0600) and fsyncs it before the rename
-    with staged(path, prefix=".llmasos-", suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
+    # the helper gives the file the ordinary mode (not mkstemp's 0600) and fsyncs it before the
+    # rename; it holds a lock on the temporary file, so HDF5 must not try to take its own
+    with staged(path) as tmp:
+        with h5py.File(tmp, "w", locking=False) as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["llmasos_version"] = __version__
@@ -96,8 +155,14 @@ def write(path: str | os.PathLike, model_file: ModelFile) -> None:
                     _write_tree(slots.create_group(slot), tree)
 
 
-def read(path: str | os.PathLike) -> ModelFile:
-    """Read and validate a file, raising :class:`ModelFileError` that names what is wrong."""
+def read(path: str | os.PathLike, *, allow_nonfinite: bool = False,
+         max_elements: int | None = MAX_ELEMENTS) -> ModelFile:
+    """Read and validate a file, raising :class:`ModelFileError` that names what is wrong.
+
+    Before any weight is read, the spec's sizes must be within ``max_elements`` (None: no
+    bound) and every stored weight must have the shape the spec gives it. Weights (and optimizer
+    state) holding NaN or infinity are refused unless ``allow_nonfinite``.
+    """
     import h5py
 
     path = os.fspath(path)
@@ -118,21 +183,29 @@ def read(path: str | os.PathLike) -> ModelFile:
                                  f"{FORMAT_VERSION}: upgrade llmasos")
         try:
             spec = ModelSpec.from_json(str(f.attrs["spec"]))
-            weights = _read_tree(f["weights"])
+            _check_sizes(spec, max_elements)
+            stored = _datasets(f["weights"], "weights")
+            slots = {slot: _datasets(tree, f"training/slots/{slot}")
+                     for slot, tree in f["training"]["slots"].items()} if "training" in f else {}
+            _check_stored(spec, stored, slots)
+            weights = _read_tree(stored, "weights", allow_nonfinite)
             training = None
             if "training" in f:
                 group = f["training"]
                 training = json.loads(group.attrs["info"])
                 training["state"] = {"step": int(group.attrs["optimizer_step"]),
-                                     "slots": {slot: _read_tree(tree) for slot, tree in group["slots"].items()}}
+                                     "slots": {slot: _read_tree(tree, f"optimizer slots {slot}", allow_nonfinite)
+                                               for slot, tree in slots.items()}}
             model_file = ModelFile(
                 spec=spec, weights=weights, framework=str(f.attrs.get("framework", "")),
                 framework_version=str(f.attrs.get("framework_version", "")),
                 metadata=json.loads(f.attrs.get("metadata", "{}")), training=training,
                 llmasos_version=str(f.attrs.get("llmasos_version", "")),
             )
+        except ModelFileError as err:
+            raise ModelFileError(f"{path!r}: {err}") from None
         except SpecError as err:
-            raise ModelFileError(f"{path!r} holds an invalid model spec: {err}") from None
+            raise ModelFileError(f"{path!r} holds an invalid model spec or weights that do not fit it: {err}") from None
         except (KeyError, OSError, ValueError, json.JSONDecodeError) as err:
             raise ModelFileError(f"{path!r} is damaged or incomplete: {err}") from None
     return model_file

@@ -320,13 +320,20 @@ class Model:
         return os.fspath(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, framework: str | None = None) -> "Model":
+    def load(cls, path: str | os.PathLike, framework: str | None = None, *, allow_nonfinite: bool = False,
+             max_elements: int | None = io.MAX_ELEMENTS) -> "Model":
         """Load an .h5 written by either framework into ``framework``.
 
         Without ``framework``: ``$LLMASOS_FRAMEWORK``, else the file's own framework when
         installed, else the first one installed.
+
+        The file is checked before anything is built (:func:`llmasos.io.read`): a spec implying
+        more than ``max_elements`` parameters (or values in one layer's output), stored weights
+        whose shapes are not the spec's, and weights holding NaN or infinity are a
+        :class:`~llmasos.errors.ModelFileError`; ``max_elements=None`` and
+        ``allow_nonfinite=True`` lift the first and the last.
         """
-        model_file = io.read(path)
+        model_file = io.read(path, allow_nonfinite=allow_nonfinite, max_elements=max_elements)
         metadata = dict(model_file.metadata)
         if framework is None and not os.environ.get(ENV_VAR) and model_file.framework in installed_frameworks():
             framework = model_file.framework
