@@ -22,11 +22,15 @@ Sources:
   ``tokenizers.Tokenizer`` (or the path of a ``tokenizer.json``); see :class:`TextDataset`.
 
 Images stay arrays in channels-first layout ``(N, C, H, W)``; ``shape=(1, 28, 28)`` reshapes flat
-rows (784 CSV columns) into images. Features come out float32 (``dtype="int64"`` for integer ids),
-labels int64 when every label is a whole number (classes) and float32 otherwise (regression).
+rows (784 CSV columns) into images. Only flat rows are reshaped: arrays of any other shape than
+``shape`` (channels-last ``(N, 28, 28, 1)`` images, say) are refused with the layout expected.
+Features come out float32 (``dtype="int64"`` for integer ids), labels int64 when every label is
+a whole number (classes) and float32 otherwise (regression).
 
-``mode="train"`` shuffles every epoch, the same way for the same ``(seed, epoch)``;
-``mode="test"`` keeps file order.
+Only ``Model.train`` shuffles: it reads a ``mode="train"`` dataset in a new order every epoch
+(the same order for the same ``(seed, epoch)``) and a ``mode="test"`` one in file order.
+Everything else — ``predict``, ``evaluate``, validation, export calibration, :meth:`Dataset.batches`
+unless asked with ``shuffle=True`` — reads every dataset in file order, whatever its mode.
 
 Large files stream instead of loading whole: CSVs over 256 MB, Parquet files over 256 MB (by row
 groups), HDF5 and ``.npy`` files over 256 MB (by slices), or any of them when ``chunk_size=N``
@@ -50,6 +54,7 @@ import numpy as np
 
 from .atomic import staged
 from .errors import DataError
+from .layout import conform
 
 MODES = ("train", "test")
 DTYPES = ("float32", "int64")
@@ -94,7 +99,7 @@ class Dataset:
         self.name = self._source.name
         if self._source.n_rows == 0:
             raise DataError(f"{self.name}: the dataset is empty (no rows)")
-        self.feature_shape = _reshape_target(self._source.row_shape, shape, self.name)
+        self.feature_shape = _reshape_target(self._source.n_rows, self._source.row_shape, shape, self.name)
         self._label_stats: tuple[Any, Any, bool] | None = None
         if not self._source.streaming:
             self._load_whole()
@@ -134,15 +139,18 @@ class Dataset:
         low, high, _ = self._stats()
         return low, high
 
-    def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0) -> Iterator[Block]:
-        """``(x, y)`` NumPy batches (``y`` None without labels); the last one may be smaller.
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None,
+                epoch: int = 0) -> Iterator[Block]:
+        """``(x, y)`` NumPy batches (``y`` None without labels) in file order; the last one may be
+        smaller.
 
-        In "train" mode the order is a shuffle drawn from ``(seed, epoch)``: the same pair gives
-        the same order, another epoch another order, ``seed=None`` a fresh random one.
+        ``shuffle=True`` (what the training loop asks for a ``mode="train"`` dataset) gives a
+        shuffle drawn from ``(seed, epoch)`` instead: the same pair gives the same order, another
+        epoch another order, ``seed=None`` a fresh random one.
         """
         if not _positive_int(batch_size):
             raise DataError(f"batch_size must be a positive int, got {batch_size!r}")
-        rng = self._rng(seed, epoch)
+        rng = self._rng(seed, epoch) if shuffle else None
         pieces: list[Block] = []
         pending = 0
         for x, y, rows in self._ordered_blocks(rng):
@@ -172,9 +180,8 @@ class Dataset:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _rng(self, seed: int | None, epoch: int) -> np.random.Generator | None:
-        if self.mode == "test":
-            return None
+    @staticmethod
+    def _rng(seed: int | None, epoch: int) -> np.random.Generator:
         if seed is None:
             return np.random.default_rng()
         if not (_natural(seed) and _natural(epoch)):
@@ -266,8 +273,8 @@ class TextDataset(Dataset):
     def labels_range(self) -> tuple[Any, Any]:
         return self.rows.labels_range()
 
-    def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0):
-        for rows, labels in self.rows.batches(batch_size, seed=seed, epoch=epoch):
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None, epoch: int = 0):
+        for rows, labels in self.rows.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch):
             yield {name: values[rows[:, 0]] for name, values in self.inputs.items()}, labels
 
     def arrays(self) -> tuple[dict[str, np.ndarray], "np.ndarray | None"]:
@@ -799,7 +806,9 @@ def _to_dtype(x: np.ndarray, dtype: str, offset: int, where: str) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
-def _reshape_target(row_shape: tuple, shape: Sequence[int] | None, where: str) -> tuple:
+def _reshape_target(n_rows: int, row_shape: tuple, shape: Sequence[int] | None, where: str) -> tuple:
+    """The row shape batches come out in: ``shape`` when the rows are flat (reshaped) or already
+    that shape; any other layout is refused, as by the model (:func:`llmasos.layout.conform`)."""
     if shape is None:
         return tuple(int(d) for d in row_shape)
     try:
@@ -808,10 +817,12 @@ def _reshape_target(row_shape: tuple, shape: Sequence[int] | None, where: str) -
         raise DataError(f"shape must be a sequence of positive ints, e.g. (1, 28, 28), got {shape!r}") from None
     if not shape or not all(_positive_int(d) for d in shape):
         raise DataError(f"shape must be a sequence of positive ints, e.g. (1, 28, 28), got {shape!r}")
-    if math.prod(shape) != math.prod(row_shape):
+    shape = tuple(int(d) for d in shape)
+    if len(row_shape) == 1 and math.prod(shape) != row_shape[0]:
         raise DataError(f"{where}: shape={shape} holds {math.prod(shape)} values per sample but each row has "
                         f"{math.prod(row_shape)} features (shape {tuple(row_shape)})")
-    return tuple(int(d) for d in shape)
+    conform((n_rows, *row_shape), shape, f"{where}: shape={shape}")
+    return shape
 
 
 def _join(pieces: list[Block]) -> Block:

@@ -12,7 +12,6 @@ The framework is only imported when the model is first built (on train, predict,
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -22,6 +21,7 @@ from . import io
 from .adapters import ENV_VAR, get_backend, installed_frameworks, resolve_framework
 from .adapters.base import CompiledModel, Trainer, Weights
 from .errors import DataError, SpecError, TrainingError
+from .layout import conform
 from .optim import Optimizer
 from .spec import ModelSpec
 from .training import Callback, Checkpoint, History, evaluate, fit, resolve_loss
@@ -176,7 +176,9 @@ class Model:
     # -- running ------------------------------------------------------------------------------
 
     def shape_input(self, x: np.ndarray | list[np.ndarray] | dict) -> list[np.ndarray]:
-        """Inputs as a list in spec order; flat feature rows are reshaped to the input shape."""
+        """Inputs as a list in spec order. Flat 2-D rows are reshaped to the input's shape; any other
+        shape that is not the input's (channels-last images, say) is a :class:`DataError` naming
+        the layout expected (see :mod:`llmasos.layout`)."""
         specs = self.spec.inputs
         if isinstance(x, dict):
             missing = [i.name for i in specs if i.name not in x]
@@ -190,13 +192,9 @@ class Model:
         out = []
         for value, spec_input in zip(x, specs):
             value = np.asarray(value)
-            expected = spec_input.shape
-            if value.shape[1:] != expected and not _fits(value.shape[1:], expected):
-                if None not in expected and value.ndim >= 2 and math.prod(value.shape[1:]) == math.prod(expected):
-                    value = value.reshape(len(value), *expected)
-                else:
-                    raise DataError(f"input {spec_input.name!r} expects shape (batch, "
-                                    f"{', '.join('?' if d is None else str(d) for d in expected)}), got {value.shape}")
+            target = conform(value.shape, spec_input.shape, f"input {spec_input.name!r}")
+            if target is not None:
+                value = value.reshape(target)
             dtype = np.int64 if spec_input.dtype == "int64" else np.float32
             if spec_input.dtype == "int64" and not np.issubdtype(value.dtype, np.integer):
                 raise DataError(f"input {spec_input.name!r} takes integer ids, got {value.dtype}")
@@ -233,13 +231,22 @@ class Model:
               validation: "Dataset | None" = None, *, seed: int | None = None, loss: str | None = None,
               callbacks: Iterable[Callback] = (), progress: bool | None = None,
               checkpoint: str | None = None, checkpoint_every: int = 1, resume: str | None = None) -> History:
-        """Train and return the :class:`History` (also kept as ``model.history``).
+        """Train ``epochs`` more epochs and return the :class:`History` of every epoch so far (also
+        kept as ``model.history``).
 
         The loss follows the last activation (softmax: cross-entropy on logits, sigmoid: binary
         cross-entropy, else MSE) unless ``loss=`` says otherwise. ``seed`` makes a run repeatable
-        in its framework. ``checkpoint="ckpt.h5"`` saves every ``checkpoint_every`` epochs and
-        ``resume="ckpt.h5"`` continues such a run where it stopped, with the same result as an
-        uninterrupted one.
+        in its framework. A ``mode="train"`` dataset is shuffled every epoch.
+
+        Calling train() again continues, as Keras' ``fit`` does: epoch numbers go on (4, 5, 6
+        after a first call of 3 epochs), and the optimizer keeps its state and step count when
+        ``optimizer`` is omitted or has the same settings (and the loss is the same); another
+        optimizer starts afresh. The learning-rate schedule runs on that step count, its horizon
+        (a cosine schedule's end) being the last step of this call; a warmup is not repeated.
+
+        ``checkpoint="ckpt.h5"`` saves every ``checkpoint_every`` epochs; ``resume="ckpt.h5"``
+        continues such a run up to a total of ``epochs`` (the checkpoint's epochs count), with the
+        same result as an uninterrupted run, and returns at once when the checkpoint has them all.
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise TrainingError(f"epochs must be a positive int, got {epochs!r}")
@@ -255,21 +262,32 @@ class Model:
             optimizer = optimizer or self._optimizer
             loss = loss or self._loss
             seed = self._seed if seed is None else seed
-        optimizer = optimizer or Optimizer("Adam", lr=0.001)
+        optimizer = optimizer or self._optimizer or Optimizer("Adam", lr=0.001)
         if not isinstance(optimizer, Optimizer):
             raise TrainingError(f"optimizer must be an llmasos Optimizer, got {type(optimizer).__name__}")
-        self._loss = resolve_loss(self.spec.final_activation(), loss)
-        self._optimizer, self._seed = optimizer, seed
+        loss = resolve_loss(self.spec.final_activation(), loss)
+        optimizer = self._continue_or_restart(optimizer, loss)
+        self._loss, self._optimizer, self._seed = loss, optimizer, seed
         self.build(seed)
         trainer = self._get_trainer(optimizer, self._loss, seed)
         callbacks = list(callbacks)
         if checkpoint is not None:
             callbacks.append(Checkpoint(checkpoint, every=checkpoint_every))
-        if self._epoch >= epochs:
+        last_epoch = epochs if resume is not None else self._epoch + epochs
+        if self._epoch >= last_epoch:   # a resumed run that its checkpoint already finished
             return self.history
-        return fit(self, trainer, dataset, loss=self._loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-                   validation=validation, seed=seed, callbacks=callbacks, progress=progress, history=self.history,
-                   start_epoch=self._epoch, start_step=self._step)
+        return fit(self, trainer, dataset, loss=self._loss, optimizer=optimizer, epochs=last_epoch,
+                   batch_size=batch_size, validation=validation, seed=seed, callbacks=callbacks, progress=progress,
+                   history=self.history, start_epoch=self._epoch, start_step=self._step)
+
+    def _continue_or_restart(self, optimizer: Optimizer, loss: str) -> Optimizer:
+        """The optimizer in use, with its state and step count, when ``optimizer`` has its settings
+        and the loss is unchanged; else ``optimizer``, from step 0 with a fresh state."""
+        same = self._optimizer is not None and optimizer.get_config() == self._optimizer.get_config()
+        if same and loss == self._loss:
+            return self._optimizer
+        self._step, self._pending_state = 0, None
+        return optimizer
 
     def _after_epoch(self, epoch: int, step: int) -> None:
         self._epoch, self._step = epoch, step
@@ -352,7 +370,3 @@ class Model:
 
     def _loaded(self) -> None:
         """Called by :meth:`load` once the weights are in (subclasses restore what they add)."""
-
-
-def _fits(got: tuple, expected: tuple) -> bool:
-    return len(got) == len(expected) and all(e is None or g == e for g, e in zip(got, expected))

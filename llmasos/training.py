@@ -103,48 +103,83 @@ class History:
 
 
 class Callback:
-    """Called after every epoch; return True from :meth:`on_epoch_end` to stop training."""
+    """Hooks of a :meth:`Model.train` call, as Keras' callbacks: :meth:`on_train_begin` when the
+    call starts, :meth:`on_epoch_end` after every epoch (return True to stop training),
+    :meth:`on_train_end` when the call finishes (not when it raises)."""
+
+    def on_train_begin(self, model: "Model") -> None:
+        """Before the first epoch of each train() call (reset per-run state here)."""
 
     def on_epoch_end(self, model: "Model", logs: dict) -> bool:
         return False
 
+    def on_train_end(self, model: "Model") -> None:
+        """After the last epoch of each train() call, stopped early or not."""
+
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop after ``patience`` epochs in a row without an improvement of ``monitor`` greater than
+    ``min_delta`` over the best value so far, as Keras' ``EarlyStopping``: ``patience=2`` stops
+    at the second epoch that does not improve (``patience=0`` at the first).
 
-    With ``restore_best=True`` the weights of the best epoch are put back at the end.
+    With ``restore_best=True`` (alias ``restore_best_weights``) the weights of the best epoch are
+    put back when training ends, whether it stopped early or ran all its epochs. Each train()
+    call starts afresh (best value, wait and best weights are reset), so one instance can be
+    passed to several calls.
+
+    >>> stopper = EarlyStopping(patience=2, monitor="loss", restore_best=False)
+    >>> stopper.on_train_begin(None)
+    >>> [stopper.on_epoch_end(None, {"epoch": e, "loss": v}) for e, v in enumerate([3, 2, 2.5, 2.1], 1)]
+    [False, False, False, True]
+    >>> stopper.stopped_epoch, stopper.best_epoch
+    (4, 2)
     """
 
     def __init__(self, patience: int = 3, monitor: str = "val_loss", mode: str = "auto",
-                 min_delta: float = 0.0, restore_best: bool = True) -> None:
+                 min_delta: float = 0.0, restore_best: bool = True, *,
+                 restore_best_weights: bool | None = None) -> None:
         if patience < 0:
             raise TrainingError(f"patience must be >= 0, got {patience}")
         if mode not in ("auto", "min", "max"):
             raise TrainingError(f"mode must be auto, min or max, got {mode!r}")
-        self.patience, self.monitor, self.min_delta, self.restore_best = patience, monitor, min_delta, restore_best
+        if restore_best_weights is not None:
+            restore_best = restore_best_weights
+        self.patience, self.monitor, self.min_delta, self.restore_best = patience, monitor, abs(min_delta), restore_best
         self.sign = -1.0 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1.0
-        self.best = math.inf
+        self.on_train_begin(None)
+
+    def on_train_begin(self, model):
+        self.best = math.inf            # of sign * value: lower is better
+        self.best_epoch: int | None = None
         self.best_weights = None
         self.wait = 0
+        self.first_epoch: int | None = None
         self.stopped_epoch: int | None = None
 
     def on_epoch_end(self, model, logs):
         if self.monitor not in logs:
             raise TrainingError(f"EarlyStopping monitors {self.monitor!r}, which is not among {sorted(logs)}; "
                                 f"pass validation= to train() to get val_* metrics")
-        value = self.sign * logs[self.monitor]
+        epoch, value = logs["epoch"], self.sign * logs[self.monitor]
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+            if self.restore_best:     # until something improves, the first weights are the best
+                self.best_weights, self.best_epoch = model.get_weights(), epoch
+        self.wait += 1
         if value < self.best - self.min_delta:
-            self.best, self.wait = value, 0
+            self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
                 self.best_weights = model.get_weights()
             return False
-        self.wait += 1
-        if self.wait > self.patience:
-            self.stopped_epoch = logs["epoch"]
-            if self.restore_best and self.best_weights is not None:
-                model.set_weights(self.best_weights)
+        # Keras never stops on a run's first epoch (there is nothing to compare it with).
+        if self.wait >= self.patience and epoch > self.first_epoch:
+            self.stopped_epoch = epoch
             return True
         return False
+
+    def on_train_end(self, model):
+        if self.restore_best and self.best_weights is not None:
+            model.set_weights(self.best_weights)
 
 
 class Checkpoint(Callback):
@@ -232,21 +267,32 @@ def evaluate(trainer, dataset: "Dataset", batch_size: int, loss: str, classes: i
 def fit(model: "Model", trainer, dataset: "Dataset", *, loss: str, optimizer, epochs: int, batch_size: int,
         validation: "Dataset | None", seed: int | None, callbacks: list[Callback], progress: bool | None,
         history: History, start_epoch: int, start_step: int) -> History:
-    """Train from ``start_epoch`` (0-based count of finished epochs) up to ``epochs``."""
+    """Train epochs ``start_epoch + 1`` to ``epochs`` (numbers count every epoch the model has
+    trained), stepping on from ``start_step``.
+
+    The learning-rate schedule is a function of the step count, whose horizon (``total_steps``
+    of a cosine schedule, unless the Optimizer fixes it) is the step at which this call ends:
+    an uninterrupted run and a resumed one see the same rates, and a continued call goes on from
+    the step reached (no second warmup), decaying to its own end.
+    """
     steps_per_epoch = max(1, math.ceil(len(dataset) / batch_size))
-    total_steps = steps_per_epoch * epochs
+    total_steps = start_step + steps_per_epoch * (epochs - start_epoch)
     classes = model.classes
     check_labels(dataset, loss, classes)
     if validation is not None:
         check_labels(validation, loss, classes)
+    shuffle = dataset.mode == "train"
     step = start_step
+    for callback in callbacks:
+        callback.on_train_begin(model)
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
         trainer.reseed(_epoch_seed(seed, epoch))
         bar = _progress(steps_per_epoch, epoch, epochs, progress)
         try:
-            logs, step = run_epoch(trainer, dataset.batches(batch_size, seed=seed, epoch=epoch), step,
-                                   lambda s: optimizer.lr_at(s, total_steps), bar, loss, model.shape_input)
+            batches = dataset.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+            logs, step = run_epoch(trainer, batches, step, lambda s: optimizer.lr_at(s, total_steps), bar, loss,
+                                   model.shape_input)
         finally:
             if bar is not None:
                 bar.close()
@@ -263,6 +309,8 @@ def fit(model: "Model", trainer, dataset: "Dataset", *, loss: str, optimizer, ep
             stop = callback.on_epoch_end(model, logs) or stop
         if stop:
             break
+    for callback in callbacks:
+        callback.on_train_end(model)
     return history
 
 

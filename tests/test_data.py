@@ -137,35 +137,37 @@ def _row_ids(ds, batch_size=10, **kw):
 @pytest.mark.parametrize("chunk_size", [None, 10])
 def test_train_shuffle_is_determined_by_seed_and_epoch(files, table, chunk_size):
     ds = Dataset(files["t.csv"], mode="train", chunk_size=chunk_size)
-    first = _row_ids(ds, seed=3, epoch=1)
+    first = _row_ids(ds, shuffle=True, seed=3, epoch=1)
     assert sorted(first) == list(range(N_ROWS))                      # every row once per epoch
-    np.testing.assert_array_equal(first, _row_ids(ds, seed=3, epoch=1))
-    assert not np.array_equal(first, _row_ids(ds, seed=3, epoch=2))
-    assert not np.array_equal(first, _row_ids(ds, seed=4, epoch=1))
+    np.testing.assert_array_equal(first, _row_ids(ds, shuffle=True, seed=3, epoch=1))
+    assert not np.array_equal(first, _row_ids(ds, shuffle=True, seed=3, epoch=2))
+    assert not np.array_equal(first, _row_ids(ds, shuffle=True, seed=4, epoch=1))
     assert not np.array_equal(first, np.arange(N_ROWS))
     # Labels travel with their rows.
     _, _, y = table
-    for x, labels in ds.batches(10, seed=3, epoch=1):
+    for x, labels in ds.batches(10, shuffle=True, seed=3, epoch=1):
         np.testing.assert_array_equal(labels, y[x[:, 0].astype(int)])
 
 
 def test_streamed_shuffle_is_buffered_per_chunk(files):
     """Rows of one chunk stay together: each run of 10 shuffled rows comes from one chunk."""
     ds = Dataset(files["t.csv"], mode="train", chunk_size=10)
-    ids = _row_ids(ds, batch_size=N_ROWS, seed=0, epoch=5)
+    ids = _row_ids(ds, batch_size=N_ROWS, shuffle=True, seed=0, epoch=5)
     chunks = ids // 10
     boundaries = np.flatnonzero(np.diff(chunks)) + 1
     assert len(boundaries) == 10                                     # 11 chunks, each visited once as a run
     assert sorted(chunks[np.concatenate(([0], boundaries))].tolist()) == list(range(11))
 
 
-def test_test_mode_keeps_file_order_and_the_last_partial_batch(files):
-    ds = Dataset(files["t.csv"], mode="test")
+@pytest.mark.parametrize("mode", ["train", "test"])
+@pytest.mark.parametrize("chunk_size", [None, 10])
+def test_batches_keep_file_order_and_the_last_partial_batch_whatever_the_mode(files, mode, chunk_size):
+    """Only the training loop shuffles (it asks with shuffle=True); any other reader gets file order."""
+    ds = Dataset(files["t.csv"], mode=mode, chunk_size=chunk_size)
     sizes = [len(x) for x, _ in ds.batches(32, seed=9, epoch=4)]
-    assert sizes == [32, 32, 32, 7]
+    assert sizes == [32, 32, 32, 7]                                  # batches span chunk boundaries
     np.testing.assert_array_equal(_row_ids(ds, seed=9, epoch=4), np.arange(N_ROWS))
-    train_sizes = [len(x) for x, _ in Dataset(files["t.csv"], chunk_size=10).batches(32, seed=1)]
-    assert train_sizes == [32, 32, 32, 7]                            # batches span chunk boundaries
+    np.testing.assert_array_equal(_row_ids(ds), np.arange(N_ROWS))
 
 
 def test_unknown_mode_is_refused(table):
@@ -203,7 +205,7 @@ def test_streaming_reads_the_same_rows_as_whole_loading(tmp_path):
     assert streamed.labels_range() == whole.labels_range()
 
     def rows(ds):
-        batches = list(ds.batches(64, seed=2, epoch=1))
+        batches = list(ds.batches(64, shuffle=True, seed=2, epoch=1))
         table = np.concatenate([np.column_stack([x, y]) for x, y in batches])
         return table[np.lexsort(table.T[::-1])]
 
@@ -226,7 +228,7 @@ def test_streaming_memory_stays_near_one_chunk(tmp_path):
     try:
         ds = Dataset(path, mode="train", chunk_size=chunk)
         assert ds.labels_range() == (0, 9)
-        seen = sum(len(x) for x, _ in ds.batches(128, seed=0, epoch=1))
+        seen = sum(len(x) for x, _ in ds.batches(128, shuffle=True, seed=0, epoch=1))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -415,7 +417,7 @@ def test_text_batches_shuffle_rows_and_labels_together():
     texts = [" ".join(["very"] * (i % 4 + 1) + ["film"]) for i in range(20)]
     ds = Dataset(texts, np.arange(20) % 4, text="review", tokenizer=_words())
     seen = []
-    for x, y in ds.batches(6, seed=1):
+    for x, y in ds.batches(6, shuffle=True, seed=1):
         assert ((x["input_ids"] == 6).sum(axis=1) == y + 1).all()  # each row still has its own label
         seen += y.tolist()
     assert sorted(seen) == sorted((np.arange(20) % 4).tolist()) and seen != (np.arange(20) % 4).tolist()

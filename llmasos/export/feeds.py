@@ -11,13 +11,13 @@ Only the file is needed: its graph inputs give names, dtypes and shapes, and an 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
 from ..errors import DataError
+from ..layout import conform
 from ..spec import ModelSpec
 from .config import OnnxConfig
 from .metadata import read_metadata
@@ -28,9 +28,6 @@ class GraphInput:
     name: str
     dtype: np.dtype
     shape: tuple            # ints, or names/None for dynamic dimensions (batch first)
-
-    def describe(self) -> str:
-        return f"{self.name!r} takes (" + ", ".join(str(d) if isinstance(d, int) else "?" for d in self.shape) + ")"
 
 
 def graph_inputs(proto: onnx.ModelProto) -> list[GraphInput]:
@@ -48,19 +45,17 @@ def graph_inputs(proto: onnx.ModelProto) -> list[GraphInput]:
 
 def feed(inputs: list[GraphInput], x: np.ndarray, where: str = "the data") -> dict[str, np.ndarray]:
     """A feed dict for a one-input model from a batch of rows; flat rows are reshaped when the
-    sizes agree. :class:`DataError` when the rows cannot be the input."""
+    sizes agree. :class:`DataError` when the rows cannot be the input, naming the layout it takes
+    (:func:`llmasos.layout.conform`: channels-last images are refused, not reshaped)."""
     if len(inputs) != 1:
         raise DataError(f"{where}: a Dataset holds one array of features, but the model takes "
                         f"{len(inputs)} inputs ({', '.join(i.name for i in inputs)})")
     (info,) = inputs
     x = np.asarray(x)
-    want = info.shape[1:]
-    if not _fits(x.shape[1:], want):
-        static = all(isinstance(d, int) for d in want)
-        if static and x.ndim >= 2 and math.prod(x.shape[1:]) == math.prod(want):
-            x = x.reshape(len(x), *want)
-        else:
-            raise DataError(f"{where}: rows of shape {x.shape[1:]} do not fit the model: input {info.describe()}")
+    target = conform(x.shape, [d if isinstance(d, int) else None for d in info.shape[1:]],
+                     f"{where}: input {info.name!r}")
+    if target is not None:
+        x = x.reshape(target)
     if np.issubdtype(info.dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
         raise DataError(f"{where}: input {info.name!r} takes integer ids, got {x.dtype}")
     return {info.name: np.ascontiguousarray(x, dtype=info.dtype)}
@@ -87,7 +82,3 @@ def random_feed(proto: onnx.ModelProto, batch: int, length: int = 128, seed: int
             value = np.zeros(shape) if np.issubdtype(info.dtype, np.integer) else rng.standard_normal(shape)
         out[info.name] = value.astype(info.dtype)
     return out
-
-
-def _fits(got: tuple, want: tuple) -> bool:
-    return len(got) == len(want) and all(not isinstance(w, int) or g == w for g, w in zip(got, want))
