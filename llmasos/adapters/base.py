@@ -103,8 +103,10 @@ class Backend(ABC):
         """Compile the spec, initialising weights with the framework's defaults (seeded)."""
 
     @abstractmethod
-    def export_onnx(self, model: CompiledModel, path: str, opset: int | None = None) -> dict:
-        """Write ``model`` (inference mode) to ONNX at ``path``; returns notes for the export report."""
+    def export_onnx(self, model: CompiledModel, path: str, opset: int | None = None, *,
+                    external_data: bool = False) -> dict:
+        """Write ``model`` (inference mode) to ONNX at ``path``, its weights in ``<path>.data``
+        with ``external_data`` (models over 2 GiB); returns notes for the export report."""
 
 
 def check_weights(spec: ModelSpec, weights: Weights) -> None:

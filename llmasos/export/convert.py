@@ -31,7 +31,7 @@ from ..adapters import get_backend
 from ..errors import ExportError, LlmasosError, OnnxFileError
 from ..spec import ModelSpec
 from .config import OnnxConfig
-from .files import file_size, staged
+from .files import file_size, needs_external_data, save, staged
 from .metadata import export_metadata, write_metadata
 from .validate import as_model, check_onnx, op_counts, verify
 
@@ -76,7 +76,8 @@ def _tensors(items: list[dict]) -> str:
 
 
 def to_onnx(model_or_h5_path: Any, path: str | os.PathLike, *, opset: int | None = None, verify: bool = True,
-            atol: float | None = None, sample: Any = None, allow_untrained: bool = False) -> ExportReport:
+            atol: float | None = None, sample: Any = None, allow_untrained: bool = False,
+            external_data: bool | None = None) -> ExportReport:
     """Export a :class:`~llmasos.model.Model` (or an llmasos ``.h5`` path) to ONNX at ``path``.
 
     ``opset`` defaults to 18 whichever framework exports. With ``verify`` (the default) the source
@@ -84,6 +85,11 @@ def to_onnx(model_or_h5_path: Any, path: str | os.PathLike, *, opset: int | None
     (1e-5 under a million parameters, else 1e-4) raises
     :class:`~llmasos.errors.VerificationError`. A Model that was never built (so never trained
     nor given weights) is refused unless ``allow_untrained=True``.
+
+    Weights too large for one protobuf file (2 GiB) go to ``<path>.data`` beside it, as torch's
+    exporter and Optimum write them; ``external_data=True`` asks for that at any size, ``False``
+    never. Keep the two files together: loaders, servers and Triton repositories read the data
+    file only from the model's own folder.
     """
     started = time.perf_counter()
     model = as_model(model_or_h5_path)
@@ -95,12 +101,13 @@ def to_onnx(model_or_h5_path: Any, path: str | os.PathLike, *, opset: int | None
         model.build()
     config = OnnxConfig(model.spec, opset)
     backend = get_backend(model.framework)
+    external = needs_external_data(model.spec.parameter_count()) if external_data is None else bool(external_data)
     with staged(path) as tmp:
         try:
-            proto, exporter = _graph(backend, model.compiled, config, tmp)
+            proto, exporter = _graph(backend, model.compiled, config, tmp, external)
             write_metadata(proto, export_metadata(model, config, exporter))
             proto.producer_name, proto.producer_version, proto.graph.name = "llmasos", __version__, model.name
-            onnx.save_model(proto, str(tmp))
+            save(proto, tmp, external)
             check_onnx(tmp)
         except Exception as exc:  # exporters raise anything from KeyError to their own types
             if isinstance(exc, LlmasosError) and not isinstance(exc, ExportError):
@@ -122,9 +129,10 @@ def _verify(model: "Model", tmp: Path, sample: Any, atol: float | None) -> float
         raise ExportError(f"the exported file passes onnx's checker but {exc}") from exc
 
 
-def _graph(backend: "Backend", compiled: Any, config: OnnxConfig, path: Path) -> tuple[onnx.ModelProto, str]:
+def _graph(backend: "Backend", compiled: Any, config: OnnxConfig, path: Path,
+           external_data: bool = False) -> tuple[onnx.ModelProto, str]:
     """The exporter's graph at ``path``, conformed to ``config``, and the exporter's name."""
-    notes = backend.export_onnx(compiled, str(path), config.opset)
+    notes = backend.export_onnx(compiled, str(path), config.opset, external_data=external_data)
     proto = onnx.load(str(path))
     config.conform(proto)
     return proto, notes.get("exporter", backend.name)

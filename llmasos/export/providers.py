@@ -123,22 +123,38 @@ def resolve(requested: ProviderSpec | Iterable[ProviderSpec] = ("cpu",), strict:
     return chosen
 
 
-def _graphs(graph: Any) -> Iterable[Any]:
+def graphs(graph: Any) -> Iterable[Any]:
+    """``graph`` and its subgraphs (Loop and If bodies), depth first."""
     yield graph
     for node in graph.node:
         for attribute in node.attribute:
             for sub in [attribute.g] if attribute.HasField("g") else attribute.graphs:
-                yield from _graphs(sub)
+                yield from graphs(sub)
 
 
 def external_files(model: Any, folder: Path) -> list[Path]:
-    """The external-data files an ``onnx.ModelProto`` (loaded from ``folder``) keeps tensors in."""
+    """The external-data files an ``onnx.ModelProto`` (loaded from ``folder``) keeps tensors in.
+
+    :class:`OnnxFileError` for a location outside ``folder`` (absolute, or leading out through
+    ``..`` or a symbolic link): a model file must not make a loader, a verifier or a server read
+    anything but its own weights.
+    """
     import onnx
 
-    names = {entry.value for graph in _graphs(model.graph) for tensor in graph.initializer
+    names = {entry.value for graph in graphs(model.graph) for tensor in graph.initializer
              if tensor.data_location == onnx.TensorProto.EXTERNAL
              for entry in tensor.external_data if entry.key == "location"}
-    return [folder / name for name in sorted(names)]
+    return [_beside(folder, name) for name in sorted(names)]
+
+
+def _beside(folder: Path, location: str) -> Path:
+    path = folder / location
+    inside = not Path(location).is_absolute() and path.resolve().is_relative_to(folder.resolve())
+    if not inside or "\\" in location:
+        raise OnnxFileError(f"the model in {folder} names external data at {location!r}, outside its folder; "
+                            "external-data files are read only from the model's own folder (a relative name "
+                            "such as 'model.onnx.data', no '..' and no absolute path)")
+    return path
 
 
 def check_file(path: str | os.PathLike) -> Any:

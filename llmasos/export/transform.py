@@ -27,7 +27,7 @@ import onnx
 
 from .benchmark import latency
 from .feeds import random_feed
-from .files import file_size, staged
+from .files import file_size, save, staged, uses_external_data
 from .metadata import read_metadata, write_metadata
 from .metrics import compare
 from .providers import check_file, session
@@ -98,7 +98,7 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
         proto = onnx.load(os.fspath(tmp))
         done = read_metadata(source).get("optimization") or []
         write_metadata(proto, {**read_metadata(source), "optimization": [*done, method]})
-        onnx.save_model(proto, os.fspath(tmp))
+        save(proto, tmp, external_data=uses_external_data(source))  # as large as its source, or nearly
         check_onnx(tmp)
         verification = verify_derived(src, tmp, check)
         metric = compare(src, tmp, eval_data) if eval_data is not None else None

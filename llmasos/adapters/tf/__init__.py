@@ -43,10 +43,11 @@ class TFBackend(Backend):
     def build(self, spec: ModelSpec, seed: int | None = None) -> TFModel:
         return build(spec, seed)
 
-    def export_onnx(self, model: TFModel, path: str, opset: int | None = None) -> dict:
+    def export_onnx(self, model: TFModel, path: str, opset: int | None = None, *,
+                    external_data: bool = False) -> dict:
         from .export import export_onnx
 
-        return export_onnx(model, path, opset)
+        return export_onnx(model, path, opset, external_data=external_data)
 
 
 BACKEND = TFBackend()

@@ -9,6 +9,7 @@ same whichever framework wrote it. Input and output names are the spec's.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import onnx
@@ -21,8 +22,9 @@ from .layers import grouped_conv_as_one_op
 DEFAULT_OPSET = 17
 
 
-def export_onnx(model: TFModel, path: str, opset: int | None = None) -> dict:
-    """Write ``model`` in inference mode to one ONNX file at ``path``; returns notes for the report."""
+def export_onnx(model: TFModel, path: str, opset: int | None = None, *, external_data: bool = False) -> dict:
+    """Write ``model`` in inference mode to ONNX at ``path`` (its weights in ``<path>.data`` with
+    ``external_data``); returns notes for the report."""
     opset = opset or DEFAULT_OPSET
     names = [i.name for i in model.spec.inputs]
     signature = model.input_signature(named=True)
@@ -37,7 +39,7 @@ def export_onnx(model: TFModel, path: str, opset: int | None = None) -> dict:
         with grouped_conv_as_one_op():  # one ONNX Conv with `group` per grouped convolution
             proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
     _name_graph(proto, model)
-    onnx.save_model(proto, path, save_as_external_data=False)
+    onnx.save_model(proto, path, save_as_external_data=external_data, location=f"{os.path.basename(path)}.data")
     return {"exporter": f"tf2onnx {tf2onnx.__version__} (from_function), tensorflow {tf.__version__}",
             "opset": opset}
 

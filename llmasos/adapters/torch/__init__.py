@@ -23,10 +23,11 @@ class TorchBackend(Backend):
     def build(self, spec: ModelSpec, seed: int | None = None) -> TorchModel:
         return build(spec, seed)
 
-    def export_onnx(self, model: TorchModel, path: str, opset: int | None = None) -> dict:
+    def export_onnx(self, model: TorchModel, path: str, opset: int | None = None, *,
+                    external_data: bool = False) -> dict:
         from .export import export_onnx
 
-        return export_onnx(model, path, opset)
+        return export_onnx(model, path, opset, external_data=external_data)
 
 
 BACKEND = TorchBackend()

@@ -29,7 +29,7 @@ def example_inputs(model: TorchModel, batch: int = 2) -> list[np.ndarray]:
     return out
 
 
-def export_onnx(model: TorchModel, path: str, opset: int | None = None) -> dict:
+def export_onnx(model: TorchModel, path: str, opset: int | None = None, *, external_data: bool = False) -> dict:
     """Export with the dynamo exporter; where it fails, or fixes an axis that must stay dynamic
     (it unrolls ``nn.GRU`` over the example's length), fall back to the TorchScript exporter and
     say why in the exporter's name, which the report and the file's metadata carry."""
@@ -40,7 +40,7 @@ def export_onnx(model: TorchModel, path: str, opset: int | None = None) -> dict:
     tensors = tuple(model.to_tensors(example_inputs(model)))
     try:
         try:
-            _export_dynamo(module, tensors, path, model.spec, opset)
+            _export_dynamo(module, tensors, path, model.spec, opset, external_data)
             frozen = frozen_axes(path, model.spec)
             if not frozen:
                 return {"exporter": f"torch.onnx.export (dynamo) {torch.__version__}", "opset": opset}
@@ -61,7 +61,7 @@ def _dynamic_axes(spec) -> dict[str, dict[int, str]]:
                                   if size is None}} for name in names}
 
 
-def _export_dynamo(module, tensors, path, spec, opset) -> None:
+def _export_dynamo(module, tensors, path, spec, opset, external_data=False) -> None:
     axes = _dynamic_axes(spec)
     dims = {"batch": torch.export.Dim("batch")}
     dynamic = tuple({axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes[i.name].items()}
@@ -69,7 +69,7 @@ def _export_dynamo(module, tensors, path, spec, opset) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, tensors, path, input_names=[i.name for i in spec.inputs],
-                          output_names=list(spec.outputs), opset_version=opset, dynamo=True, external_data=False,
+                          output_names=list(spec.outputs), opset_version=opset, dynamo=True, external_data=external_data,
                           dynamic_shapes=(dynamic,), verbose=False)
 
 
