@@ -8,7 +8,7 @@
     llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA] [--fp16]
                    [--triton-repo DIR] [--kserve MANIFEST --storage-uri URI]
     llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32]
-    llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token SECRET]
+    llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token-file FILE] [--model-control]
     llmasos zoo list                                names, tasks, frameworks, parameters, weight sources
     llmasos zoo export NAME -o model.onnx [--framework tf] [--pretrained [PATH]] [--num-classes N]
                                                     (+ model-encoder.onnx, model-decoder.onnx for generation)
@@ -210,10 +210,19 @@ def _add_serve(commands: Any) -> None:
     parser.add_argument("--name", help="model name for a single file (default: the file's stem)")
     parser.add_argument("--max-batch", type=int, default=0, help="merge concurrent requests up to N rows")
     parser.add_argument("--batch-timeout-ms", type=float, default=5.0, help="longest wait for a batch to fill")
-    parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (health checks excepted)")
+    parser.add_argument("--token-file", metavar="FILE",
+                        help="require 'Authorization: Bearer TOKEN' (health checks excepted), TOKEN being the "
+                             "file's first line; without it, $LLMASOS_TOKEN if set")
+    parser.add_argument("--token", help="the token itself (visible to other users in the process list: "
+                                        "prefer --token-file or $LLMASOS_TOKEN)")
+    parser.add_argument("--model-control", action="store_true",
+                        help="allow POST /v2/repository/models/NAME/load and /unload (needs a token); "
+                             "off by default, when they answer 403")
     parser.add_argument("--version-policy", default="latest", help="latest, latest:N, all, or pinned: 1,3")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between repository checks (0: off)")
     parser.set_defaults(run=_serve)
+    parser.add_argument("--max-concurrent", type=int, default=64,
+                        help="inference requests served at once; more get 503 (default 64)")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -222,6 +231,7 @@ def _serve(args: argparse.Namespace) -> int:
     Deployer(args.path, providers=args.providers, host=args.host, port=args.port, name=args.name,
              max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms, token=args.token,
              version_policy=args.version_policy, poll_s=args.poll).deploy()
+             token_file=args.token_file, model_control=args.model_control, max_concurrent=args.max_concurrent,
     return 0
 
 

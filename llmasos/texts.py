@@ -25,12 +25,13 @@ COLUMNS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_i
 
 
 def encode(tokenizer: Any, texts: Sequence[str], dtypes: Mapping[str, Any], pad_id: int = 0,
-           max_length: int | None = None) -> dict[str, np.ndarray]:
+           max_length: int | None = None, max_elements: int | None = None) -> dict[str, np.ndarray]:
     """``texts`` as the inputs named in ``dtypes`` (each one of :data:`COLUMNS`), padded to the
     longest text with ``pad_id`` (ids) or 0 (mask, types).
 
-    Raises :class:`~llmasos.errors.DataError` for no texts, a text of no tokens, or one longer than
-    ``max_length`` tokens (truncation, if wanted, is the tokenizer's: ``enable_truncation``).
+    Raises :class:`~llmasos.errors.DataError` for no texts, a text of no tokens, one longer than
+    ``max_length`` tokens (truncation, if wanted, is the tokenizer's: ``enable_truncation``), or
+    more than ``max_elements`` tokens per input once padded (rows x longest), before padding.
     """
     unknown = [name for name in dtypes if name not in COLUMNS]
     if unknown:
@@ -45,6 +46,9 @@ def encode(tokenizer: Any, texts: Sequence[str], dtypes: Mapping[str, Any], pad_
         longest = int(np.argmax(lengths))
         raise DataError(f"text {longest} has {lengths[longest]} tokens; the model takes at most {max_length}")
     length = max(lengths)
+    if max_elements is not None and len(lengths) * length > max_elements:
+        raise DataError(f"{len(lengths)} texts padded to {length} tokens make {len(lengths) * length:,} tokens "
+                        f"per input; the limit is {max_elements:,} (max_tensor_elements)")
     out = {}
     for name, dtype in dtypes.items():
         attribute, pad = COLUMNS[name], pad_id if name == "input_ids" else 0

@@ -4,7 +4,13 @@ Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/
 (metadata), ``.../ready``, ``POST .../infer``, ``POST /v2/repository/index``,
 ``POST /v2/repository/models/{name}/load`` and ``/unload``, and ``GET /metrics`` for Prometheus.
 Every error is ``{"error": "..."}`` with a fitting status; with a token, every endpoint except the
-two health checks wants ``Authorization: Bearer <token>``.
+two health checks wants ``Authorization: Bearer <token>``. Loading and unloading answer 403
+unless the server was started with model control (which needs a token, see :mod:`.access`).
+
+The event loop only moves bytes: decoding a request, tokenising its texts, running the model
+and encoding the answer happen on worker threads, at most one per core at a time, so health
+checks answer while a large request is decoded. At most ``max_concurrent`` inference requests
+are served at once; more get 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -12,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from anyio import to_thread
+import numpy as np
+from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -26,27 +35,38 @@ from starlette.routing import Route
 from .. import __version__
 from ..errors import ServeError
 from .metrics import Metrics
-from .protocol import HEADER_LENGTH, decode_request, encode_response
+from .protocol import HEADER_LENGTH, InferRequest, decode_request, encode_response
 from .repository import Repository
 from .version import PLATFORM, ModelVersion
 
 log = logging.getLogger("llmasos.serve")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
+
+# Work this small is done on the event loop when it has to be done there anyway (a request that
+# waits for a dynamic batch): a trip to a worker thread costs ~0.1-0.2 ms, as much as decoding
+# 16 KiB of JSON or encoding 1,024 values, so it would only add latency to the small requests
+# batching is for. Larger bodies (a 600 KB image) and answers go to a thread.
+INLINE_BODY_BYTES = 16 * 1024
+INLINE_OUTPUT_ELEMENTS = 1024
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What the server accepts: bearer token (None: open), body bytes, elements per tensor."""
+    """What the server accepts: bearer token (None: open), whether models may be loaded and
+    unloaded over HTTP, body bytes, elements per tensor, inference requests served at once."""
 
     token: str | None = None
+    model_control: bool = False
     max_body_bytes: int = 64 * 1024 * 1024
     max_tensor_elements: int = 16 * 1024 * 1024
+    max_concurrent: int = 64
 
 
 def _error(metrics: Metrics, status: int, message: str) -> JSONResponse:
     metrics.errors.labels(status=str(status)).inc()
-    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    headers = {"www-authenticate": "Bearer"} if status == 401 else {"retry-after": "1"} if status == 503 else None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -65,9 +85,16 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _elements(arrays: Mapping[str, np.ndarray]) -> int:
+    return sum(array.size for array in arrays.values())
+
+
 class _Endpoints:
     def __init__(self, repository: Repository, metrics: Metrics, limits: Limits) -> None:
         self.repository, self.metrics, self.limits = repository, metrics, limits
+        # CPU-bound request work, one thread per core: more would only take turns on the cores
+        self.workers = CapacityLimiter(os.cpu_count() or 1)
+        self.serving = 0  # inference requests admitted; only the event loop's thread changes it
 
     def guarded(self, handler: Handler, public: bool = False) -> Handler:
         """Check the token, turn a :class:`ServeError` into its JSON answer, log at DEBUG."""
@@ -119,21 +146,51 @@ class _Endpoints:
         model = self._model(request)
         return JSONResponse({"name": model.name, "version": str(model.version), "ready": True})
 
+    async def _work(self, inline: bool, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` here when ``inline``, else on a worker thread."""
+        return func(*args) if inline else await to_thread.run_sync(func, *args, limiter=self.workers)
+
+    @contextlib.contextmanager
+    def _admitted(self) -> Iterator[None]:
+        if self.serving >= self.limits.max_concurrent:
+            raise ServeError(f"the server is busy: it serves at most {self.limits.max_concurrent} inference "
+                             f"requests at once (max_concurrent); retry later", 503)
+        self.serving += 1
+        try:
+            yield
+        finally:
+            self.serving -= 1
+
+    def _decode(self, model: ModelVersion, body: bytes, header_length: str | None) -> tuple[InferRequest, dict]:
+        """The request and the model's checked feeds (texts tokenised)."""
+        parsed = decode_request(body, header_length, max_elements=self.limits.max_tensor_elements)
+        feeds = model.prepare(parsed.inputs)
+        model.check_outputs(parsed.outputs)
+        return parsed, feeds
+
+    def _answer(self, model: ModelVersion, body: bytes, header_length: str | None) -> tuple[bytes, dict[str, str]]:
+        """Decode, run and encode, all on the calling (worker) thread."""
+        parsed, feeds = self._decode(model, body, header_length)
+        return encode_response(model.name, str(model.version), parsed, model.run(feeds))
+
     async def infer(self, request: Request) -> Response:
         model = self._model(request)  # held to the end: a swap mid-request does not affect it
-        self.metrics.in_flight.inc()
-        started = time.perf_counter()
-        try:
-            parsed = decode_request(await _body(request, self.limits.max_body_bytes),
-                                    request.headers.get(HEADER_LENGTH),
-                                    max_elements=self.limits.max_tensor_elements)
-            feeds = model.prepare(parsed.inputs)
-            model.check_outputs(parsed.outputs)
-            outputs = (await model.batcher.submit(feeds) if model.batcher is not None
-                       else await to_thread.run_sync(model.run, feeds))
-            body, headers = encode_response(model.name, str(model.version), parsed, outputs)
-        finally:
-            self.metrics.in_flight.dec()
+        with self._admitted():
+            self.metrics.in_flight.inc()
+            started = time.perf_counter()
+            try:
+                raw = await _body(request, self.limits.max_body_bytes)
+                header_length = request.headers.get(HEADER_LENGTH)
+                if model.batcher is None:  # one trip to a worker thread does it all
+                    body, headers = await self._work(False, self._answer, model, raw, header_length)
+                else:
+                    parsed, feeds = await self._work(len(raw) <= INLINE_BODY_BYTES, self._decode, model, raw,
+                                                     header_length)
+                    outputs = await model.batcher.submit(feeds)
+                    body, headers = await self._work(_elements(outputs) <= INLINE_OUTPUT_ELEMENTS, encode_response,
+                                                     model.name, str(model.version), parsed, outputs)
+            finally:
+                self.metrics.in_flight.dec()
         self.metrics.requests.labels(model=model.name, version=str(model.version)).inc()
         self.metrics.latency.labels(model=model.name).observe(time.perf_counter() - started)
         return Response(body, headers=headers)
@@ -141,12 +198,20 @@ class _Endpoints:
     async def index(self, request: Request) -> Response:
         return JSONResponse(self.repository.index())
 
+    def _check_model_control(self) -> None:
+        if not self.limits.model_control:
+            raise ServeError("model control is off: this server does not load or unload models on request "
+                             "(start it with --model-control, Deployer(model_control=True), and a token); "
+                             "it picks up new versions by polling its repository", 403)
+
     async def load(self, request: Request) -> Response:
+        self._check_model_control()
         name = request.path_params["name"]
         await to_thread.run_sync(self.repository.load, name)  # loading takes a while: off the loop
         return JSONResponse({"name": name, "versions": [str(v) for v in self.repository.versions(name)]})
 
     async def unload(self, request: Request) -> Response:
+        self._check_model_control()
         await to_thread.run_sync(self.repository.unload, request.path_params["name"])
         return JSONResponse({})
 

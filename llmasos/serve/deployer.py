@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import ServeError
 from ..export.providers import ProviderSpec
+from .access import check_access, resolve_token
 from .app import Limits, build_app
 from .logs import use_json_logs
 from .metrics import Metrics
@@ -76,8 +77,13 @@ class Deployer:
     ``max_batch`` > 1 turns on dynamic batching, waiting at most ``batch_timeout_ms``;
     ``version_policy``: ``"latest"``, ``"latest:N"``, ``"all"`` or pinned versions (``"1,3"``);
     ``poll_s``: how often the repository is checked for new versions (0: only on request);
-    ``token``: require ``Authorization: Bearer <token>`` (health checks excepted);
-    ``max_body_bytes``/``max_tensor_elements``: larger requests get 413;
+    ``token`` or ``token_file`` (else ``$LLMASOS_TOKEN``): require ``Authorization: Bearer
+    <token>`` (health checks excepted); without one on an address other than loopback, a warning;
+    ``model_control=True``: ``POST /v2/repository/models/<name>/load`` and ``/unload`` work (they
+    answer 403 otherwise); it needs a token;
+    ``max_body_bytes``/``max_tensor_elements``: larger requests get 413 (a text input's limit
+    counts its tokens, rows x padded length, and answers 400);
+    ``max_concurrent``: inference requests served at once, more get 503 with ``Retry-After``;
     ``allow_nan=False`` refuses float inputs holding NaN or infinity;
     ``strict=True`` raises instead of falling back when a provider is missing or fails.
     """
@@ -85,13 +91,17 @@ class Deployer:
     def __init__(self, path: str | os.PathLike, *, providers: Iterable[ProviderSpec] = ("cpu",),
                  host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
                  max_batch: int = 0, batch_timeout_ms: float = 5.0, token: str | None = None,
+                 token_file: str | os.PathLike | None = None, model_control: bool = False,
                  max_body_bytes: int = 64 * 1024 * 1024, max_tensor_elements: int = 16 * 1024 * 1024,
+                 max_concurrent: int = 64,
                  version_policy: str | int | Sequence[int] = "latest", poll_s: float = 1.0,
                  allow_nan: bool = False, strict: bool = False,
                  shutdown_timeout_s: float = 30.0) -> None:
         path = Path(path)
         if not path.exists():
             raise ServeError(f"nothing to serve: {path} does not exist")
+        token = resolve_token(token, token_file)
+        check_access(host, token, model_control)
         self.host, self.port = host, port
         self._shutdown_timeout_s = shutdown_timeout_s
         self._exported = None
@@ -104,7 +114,7 @@ class Deployer:
         def open_version(model: str, version: int, file: Path) -> ModelVersion:
             return ModelVersion.open(model, version, file, providers=providers, strict=strict,
                                      max_batch=max_batch, batch_timeout_s=batch_timeout_ms / 1000,
-                                     allow_nan=allow_nan,
+                                     allow_nan=allow_nan, max_elements=max_tensor_elements,
                                      observe=self.metrics.batch_size.labels(model=model).observe)
 
         self.repository = Repository(path, open_version, self.metrics, name=name,
@@ -113,8 +123,9 @@ class Deployer:
         if not self.repository.names:
             reasons = "; ".join(f"{row['name']}: {row.get('reason')}" for row in self.repository.index())
             raise ServeError(f"nothing to serve from {path}: {reasons or 'no model.onnx found'}")
-        self.app = build_app(self.repository, self.metrics,
-                             Limits(token, max_body_bytes, max_tensor_elements), poll_s)
+        limits = Limits(token=token, model_control=model_control, max_body_bytes=max_body_bytes,
+                        max_tensor_elements=max_tensor_elements, max_concurrent=max_concurrent)
+        self.app = build_app(self.repository, self.metrics, limits, poll_s)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 

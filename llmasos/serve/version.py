@@ -45,17 +45,18 @@ class ModelVersion:
 
     With ``max_batch > 1`` and a dynamic first dimension on every input and output, ``batcher``
     merges concurrent requests; ``observe(rows)`` is told the size of every run. A file that
-    carries its tokenizer also takes strings (``text``, see :mod:`.text`).
+    carries its tokenizer also takes strings (``text``, see :mod:`.text`), tokenised into at most
+    ``max_elements`` token ids per input (None: no limit).
     """
 
     def __init__(self, name: str, version: int, session: Any, *, max_batch: int = 0,
-                 batch_timeout_s: float = 0.005, allow_nan: bool = False,
+                 batch_timeout_s: float = 0.005, allow_nan: bool = False, max_elements: int | None = None,
                  observe: Callable[[int], None] = lambda rows: None) -> None:
         self.name, self.version, self.session = name, version, session
         self.inputs, self.outputs = specs_from_session(session)
         self.providers: list[str] = session.get_providers()
         self._specs = {spec.name: spec for spec in self.inputs}
-        self.text = TextInput.from_metadata(session.get_modelmeta().custom_metadata_map, self._specs)
+        self.text = TextInput.from_metadata(session.get_modelmeta().custom_metadata_map, self._specs, max_elements)
         self._output_names = [spec.name for spec in self.outputs]
         self._allow_nan, self._observe = allow_nan, observe
         outputs = self._run(self._zeros())  # the warm-up: not a request, so not observed

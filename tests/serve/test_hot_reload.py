@@ -106,7 +106,8 @@ def test_half_written_file_never_serves_and_loads_once_complete(tmp_path):
 
 def test_load_and_unload_on_request(tmp_path):
     affine_model(tmp_path / "m" / "1" / "model.onnx", tag=1.0)
-    with Deployer(tmp_path, port=0, poll_s=0) as deployer, httpx.Client(base_url=deployer.url) as client:
+    with Deployer(tmp_path, port=0, poll_s=0, model_control=True, token="s3cret") as deployer, \
+            httpx.Client(base_url=deployer.url, headers={"Authorization": "Bearer s3cret"}) as client:
         _rename_in(tmp_path, 2)
         assert _version_answering(client) == 1  # no polling: nothing changes by itself
         assert client.post("/v2/repository/models/m/load").json() == {"name": "m", "versions": ["2"]}
