@@ -5,7 +5,8 @@
     llmasos demo [--framework tf] [--dir DIR]       train on scikit-learn's digits, end to end
     llmasos train CONFIG [--framework tf] [--epochs N] [--out model.h5]
     llmasos info model.h5|model.onnx                spec, framework, versions, metadata (ONNX: ops, shapes)
-    llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA] [--fp16]
+    llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA]
+                   [--int8-target auto|avx2|avx512|vnni|arm64] [--fp16]
                    [--triton-repo DIR] [--kserve MANIFEST --storage-uri URI]
     llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32]
     llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token-file FILE] [--model-control]
@@ -249,6 +250,9 @@ def _add_export(commands: Any) -> None:
     parser.add_argument("--no-verify", action="store_true", help="skip comparing ONNX Runtime with the model")
     parser.add_argument("--quantize", choices=("dynamic", "static"), help="also write an INT8 copy")
     parser.add_argument("--calibration", help="typical inputs for --quantize static (CSV, Parquet, HDF5, NumPy)")
+    parser.add_argument("--int8-target", default="auto",
+                        help="the CPU the INT8 copy will run on: auto (this machine's), avx2, avx512 (no VNNI: "
+                             "7-bit weights), vnni (AVX-512 VNNI, AVX-VNNI or AMX) or arm64")
     parser.add_argument("--fp16", action="store_true", help="also write a float16 copy (float32 inputs/outputs)")
     parser.add_argument("--eval", help="labelled held-out data: report each copy's accuracy against the fp32 file")
     parser.add_argument("--triton-repo", metavar="DIR",
@@ -277,7 +281,7 @@ def _export(args: argparse.Namespace) -> int:
         calibration = Dataset(args.calibration, mode="test") if args.calibration else None
         suffix = ".int8.onnx" if args.quantize == "dynamic" else ".int8-qdq.onnx"
         print(export.quantize(output, output.with_suffix(suffix), mode=args.quantize, calibration=calibration,
-                              eval_data=evaluation))
+                              target=args.int8_target, eval_data=evaluation))
     if args.fp16:
         print(export.to_fp16(output, output.with_suffix(".fp16.onnx"), eval_data=evaluation))
     _write_serving_artifacts(args, output)

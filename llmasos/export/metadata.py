@@ -17,6 +17,8 @@ llmasos.tokenizer    a text model's ``tokenizer.json`` text, so the file alone c
 llmasos.text_inputs  which inputs the tokenizer fills and how (JSON), e.g. ``{"inputs": ["input_ids",
                      "attention_mask", "token_type_ids"], "pad_id": 0, "max_length": 512,
                      "truncation": true}`` (padding is to the longest text of a batch)
+llmasos.int8         an int8 file's format and the CPU it is for (JSON): ``{"mode", "target",
+                     "reduce_range", "weight_type", "activation_type", "per_channel", "detected_on"}``
 ===================  ===========================================================================
 
 Usage::
@@ -45,8 +47,8 @@ if TYPE_CHECKING:
     from .config import OnnxConfig
 
 _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)   # shapes and indices, not weights
-TOKENIZER, TEXT_INPUTS = "llmasos.tokenizer", "llmasos.text_inputs"
-JSON_KEYS = ("spec", "inputs", "outputs", "labels", "preprocessing", "optimization", TEXT_INPUTS)
+TOKENIZER, TEXT_INPUTS, INT8 = "llmasos.tokenizer", "llmasos.text_inputs", "llmasos.int8"
+JSON_KEYS = ("spec", "inputs", "outputs", "labels", "preprocessing", "optimization", TEXT_INPUTS, INT8)
 FROM_MODEL = ("labels", "preprocessing")    # keys of ``model.metadata`` that travel into the file
 
 

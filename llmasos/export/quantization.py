@@ -15,6 +15,14 @@ writes QuantizeLinear/DequantizeLinear pairs (QDQ, signed int8 both sides, ONNX 
 recommended CPU format), which also covers convolutions. Both first run ONNX Runtime's
 pre-processing (graph clean-up and shape inference; the symbolic shape pass needs sympy and is
 skipped, as it only matters for transformer fusions with dynamic shapes).
+
+The int8 format depends on the CPU the file will run on (``target``, :mod:`.int8_target`): x86
+without VNNI saturates on full-range int8 weights, so there weights get 7 bits. The default,
+``"auto"``, takes this machine's CPU; give the deployment's when it differs::
+
+    export.quantize("model.onnx", "model.int8.onnx", target="vnni")   # for a server with VNNI or AMX
+
+The file's ``llmasos.int8`` metadata records the choice (``llmasos info`` prints it).
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ import onnx
 
 from ..errors import DataError, ExportError
 from .feeds import GraphInput, feed, graph_inputs
+from .int8_target import choose
+from .metadata import INT8
 from .providers import check_file
 from .transform import OptimizationReport, derive
 
@@ -41,7 +51,7 @@ CALIBRATION_BATCH = 32
 
 
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, mode: str = "dynamic",
-             calibration: "Dataset | None" = None, *, per_channel: bool = False,
+             calibration: "Dataset | None" = None, *, per_channel: bool = False, target: str = "auto",
              calibration_rows: int = 1024, eval_data: "Dataset | None" = None) -> OptimizationReport:
     """Write an INT8 copy of ``src`` at ``dst``; returns size, latency and, with ``eval_data``,
     the metric change against ``src``.
@@ -49,10 +59,13 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, mode: str = "dynami
     ``mode="static"`` needs ``calibration``, a Dataset of typical inputs (labels ignored), of
     which the first ``calibration_rows`` rows are used; rows of the wrong shape are a
     :class:`~llmasos.errors.DataError` before anything is written. ``per_channel`` gives each
-    output channel of a weight its own scale (more accurate, slightly slower).
+    output channel of a weight its own scale (more accurate, slightly slower). ``target`` is the
+    CPU the file is for: "auto" (this machine's), "avx2", "avx512" (without VNNI: 7-bit weights),
+    "vnni" (AVX-512 VNNI, AVX-VNNI or AMX: 8-bit) or "arm64" (8-bit).
     """
     if mode not in MODES:
         raise ExportError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    chosen = choose(target)
     if mode == "dynamic" and calibration is not None:
         raise ExportError("calibration data is only used by mode='static'; dynamic quantisation needs none")
     if mode == "static":
@@ -61,20 +74,24 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, mode: str = "dynami
                               "activation ranges on (a few hundred rows)")
         reader = DatasetReader(calibration, graph_inputs(check_file(src)), calibration_rows)
     method = f"int8 {mode}" + (" QDQ" if mode == "static" else "") + (" per-channel" if per_channel else "")
+    record = {"mode": mode, "target": chosen.target, "reduce_range": chosen.reduce_range,
+              "weight_type": "int8", "activation_type": "uint8" if mode == "dynamic" else "int8",
+              "per_channel": per_channel, "detected_on": chosen.detected_on}
 
-    def write(source: str, target: str) -> None:
+    def write(source: str, output: str) -> None:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
         with tempfile.TemporaryDirectory() as folder:
             prepared = _preprocess(source, Path(folder) / "prepared.onnx", split_gemm=mode == "dynamic")
             if mode == "dynamic":
-                quantize_dynamic(prepared, target, weight_type=QuantType.QInt8, per_channel=per_channel,
-                                 op_types_to_quantize=DYNAMIC_OPS)
+                quantize_dynamic(prepared, output, weight_type=QuantType.QInt8, per_channel=per_channel,
+                                 reduce_range=chosen.reduce_range, op_types_to_quantize=DYNAMIC_OPS)
             else:
-                quantize_static(prepared, target, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                quantize_static(prepared, output, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                                reduce_range=chosen.reduce_range, activation_type=QuantType.QInt8,
+                                weight_type=QuantType.QInt8)
 
-    return derive(src, dst, method, write, eval_data, check="int8")
+    return derive(src, dst, method, write, eval_data, check="int8", metadata={INT8: record})
 
 
 # What dynamic int8 quantises. Not Conv: ONNX Runtime's CPU ConvInteger takes only uint8 weights

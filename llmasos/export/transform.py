@@ -81,7 +81,8 @@ class OptimizationReport:
 
 
 def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: Callable[[str, str], None],
-           eval_data: "Dataset | None" = None, *, check: str) -> OptimizationReport:
+           eval_data: "Dataset | None" = None, *, check: str, metadata: dict[str, Any] | None = None
+           ) -> OptimizationReport:
     """Make ``dst`` from ``src`` with ``write(src, tmp)`` and report on it.
 
     ``src`` is checked first (a missing or non-ONNX file, or missing external data, is an
@@ -89,7 +90,7 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
     ``src`` computes (:func:`~llmasos.export.validate.verify_derived` with ``check``: "fp32",
     "fp16" or "int8"; a :class:`~llmasos.errors.VerificationError` otherwise) before it is
     renamed into place, so a failure leaves any old ``dst`` untouched; it keeps ``src``'s
-    metadata, with ``method`` appended to ``optimization``.
+    metadata, with ``method`` appended to ``optimization`` and ``metadata`` added.
     """
     started = time.perf_counter()
     source = check_file(src)
@@ -97,7 +98,7 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
         write(os.fspath(src), os.fspath(tmp))
         proto = onnx.load(os.fspath(tmp))
         done = read_metadata(source).get("optimization") or []
-        write_metadata(proto, {**read_metadata(source), "optimization": [*done, method]})
+        write_metadata(proto, {**read_metadata(source), **(metadata or {}), "optimization": [*done, method]})
         save(proto, tmp, external_data=uses_external_data(source))  # as large as its source, or nearly
         check_onnx(tmp)
         verification = verify_derived(src, tmp, check)
