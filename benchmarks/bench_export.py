@@ -10,7 +10,8 @@
 * int8: dynamic INT8 vs fp32, both in ONNX Runtime, on a 4-layer transformer encoder built from the
   spec (Embedding + MultiHeadAttention + LayerNorm + Dense blocks, d_model 256, 4 heads, FFN 1024,
   sequence 128, vocabulary 8,000): speed ratio, size ratio, and the output change — the weights are
-  random, so the "metric" is the share of token predictions that INT8 keeps from fp32.
+  random, so the "metric" is the share of token predictions that INT8 keeps from fp32. The int8
+  format fits this machine's CPU unless ``--int8-target`` names another (avx2, avx512, vnni, arm64).
 
 Each pair is timed in alternating rounds (medians), so noise on a shared machine hits both sides.
 ``--threads N`` gives every runtime N threads (torch, TensorFlow and ONNX Runtime alike): on a
@@ -31,6 +32,7 @@ import numpy as np
 
 from llmasos import Dataset, Model, export
 from llmasos.adapters import installed_frameworks
+from llmasos.cpu import describe
 from llmasos.spec import ModelSpec
 
 ROUNDS = 5
@@ -138,19 +140,21 @@ def transformer(framework: str, layers: int = 4, d_model: int = 256, heads: int 
     return Model(spec=spec, framework=framework, name="encoder-4x256").build(seed=0)
 
 
-def bench_int8(folder: Path, seconds: float) -> list[str]:
+def bench_int8(folder: Path, seconds: float, target: str = "auto") -> list[str]:
     framework = installed_frameworks()[0]
     model = transformer(framework)
     fp32, int8 = folder / "encoder.onnx", folder / "encoder.int8.onnx"
     report = export.to_onnx(model, fp32)
     started = time.perf_counter()
-    export.quantize(fp32, int8, mode="dynamic")
+    export.quantize(fp32, int8, mode="dynamic", target=target)
+    chosen = export.info(int8)["llmasos.int8"]
     quantize_s = time.perf_counter() - started
     ids = np.random.default_rng(0).integers(0, 8000, size=(64, 128))
     change = export.compare(fp32, int8, Dataset(ids, mode="test", dtype="int64"), batch_size=32)
     sessions = {"fp32": ort_session(fp32), "int8": ort_session(int8)}
     rows = [f"transformer encoder from {framework}: {model.spec.parameter_count():,} parameters, export "
-            f"{report.seconds:.1f} s (max abs diff {report.max_abs_diff:.1e}), dynamic int8 {quantize_s:.1f} s",
+            f"{report.seconds:.1f} s (max abs diff {report.max_abs_diff:.1e}), dynamic int8 {quantize_s:.1f} s, "
+            f"target {chosen['target']} ({'7' if chosen['reduce_range'] else '8'}-bit weights)",
             f"  size: fp32 {fp32.stat().st_size / 2**20:.1f} MiB, int8 {int8.stat().st_size / 2**20:.1f} MiB "
             f"-> {fp32.stat().st_size / int8.stat().st_size:.2f}x smaller",
             f"  output change on 64 x 128 random tokens: same top-1 tag on {change['agreement']:.1%} of tokens, "
@@ -168,7 +172,9 @@ def main() -> None:
     parser.add_argument("--only", default="eager,int8", help="comma-separated: eager, int8")
     parser.add_argument("--seconds", type=float, default=1.0, help="timing per measurement (default 1)")
     parser.add_argument("--threads", type=int, help="threads for every runtime (default: each one's own, all cores)")
+    parser.add_argument("--int8-target", default="auto", help="the CPU the int8 file is for (default: this one's)")
     args = parser.parse_args()
+    print(f"CPU: {describe()}", flush=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.threads:
         global THREADS
@@ -186,7 +192,7 @@ def main() -> None:
             print("\n".join(bench_eager(Path(folder), args.seconds)), flush=True)
         if "int8" in chosen:
             print("\nONNX Runtime dynamic INT8 vs fp32", flush=True)
-            print("\n".join(bench_int8(Path(folder), args.seconds)), flush=True)
+            print("\n".join(bench_int8(Path(folder), args.seconds, args.int8_target)), flush=True)
 
 
 if __name__ == "__main__":

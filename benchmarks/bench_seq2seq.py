@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from llmasos.cpu import describe
+
 from bench_zoo import llmasos_runners, measure, print_against_reference
 
 
@@ -128,6 +130,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="torch,tf,onnx", help="runtimes besides transformers: torch, tf, onnx")
     args = parser.parse_args()
+    print(f"CPU: {describe()}", flush=True)
     only, models = set(args.only.split(",")), set(args.model.split(","))
     with tempfile.TemporaryDirectory() as folder:
         if "wav2vec2" in models:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llmasos.cpu import describe
+
 HEADER = "Inference-Header-Content-Length"
 
 
@@ -161,6 +163,7 @@ def main() -> None:
     parser.add_argument("--batch-timeouts-ms", default="0,2",
                         help="batching waits to try: 0 merges only what queued during the previous run")
     args = parser.parse_args()
+    print(f"CPU: {describe()}", flush=True)
 
     from llmasos.serve import Deployer
 

@@ -28,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from llmasos.cpu import describe
+
 from bench_zoo import llmasos_runners, measure, print_against_reference
 
 BERT_BASE = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="torch,tf,onnx", help="runtimes besides transformers: torch, tf, onnx")
     args = parser.parse_args()
+    print(f"CPU: {describe()}", flush=True)
     only, models = set(args.only.split(",")), set(args.model.split(","))
     with tempfile.TemporaryDirectory() as folder:
         if "bert" in models:

@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from llmasos.cpu import describe
+
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="intra-op threads of every runtime (default: theirs)")
     parser.add_argument("--cpu-time", action="store_true", help="time process CPU instead of wall clock")
     args = parser.parse_args()
+    print(f"CPU: {describe()}", flush=True)
     clock = time.process_time if args.cpu_time else time.perf_counter
     with tempfile.TemporaryDirectory() as folder:
         run = runners(args.model, folder, set(args.only.split(",")), args.threads)
