@@ -105,7 +105,7 @@ def bench_marian(folder: str, only: set[str], length: int, new_tokens: int, beam
     run = marian_runners(folder, only, new_tokens, beams)
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 58000, (4, length))
-    mask = np.ones(ids.shape, np.float32)
+    mask = np.ones(ids.shape, np.int64)
     mask[1, length // 2:] = 0  # one shorter sentence, so the mask is really used
     batch = (ids, mask)
     want = run["transformers"](batch)

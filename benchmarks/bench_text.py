@@ -59,7 +59,7 @@ def bench_bert(folder: str, only: set[str], batches: list[int], length: int, rep
           f"ratio vs transformers")
     print(f"{'runtime':26s} {'batch':>5s} {'ms':>9s} {'ratio':>7s} {'target':>7s} {'max |diff|':>11s}")
     for batch in batches:
-        mask = np.ones((batch, length), np.float32)
+        mask = np.ones((batch, length), np.int64)  # as a tokenizer gives it
         mask[0, length // 2:] = 0  # one padded sequence, so the mask is really used
         feed = {"input_ids": rng.integers(0, BERT_BASE["vocab_size"], (batch, length)), "attention_mask": mask,
                 "token_type_ids": np.zeros((batch, length), np.int64)}

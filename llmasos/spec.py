@@ -32,9 +32,11 @@ class InputSpec:
     name: str
     shape: tuple  # batch excluded; None marks a dynamic dimension
     dtype: str = "float32"
+    axes: tuple | None = None  # names of the dynamic dimensions ("sequence_length"), as exported files call them
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        out = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        return {**out, "axes": list(self.axes)} if self.axes else out
 
 
 @dataclass
@@ -62,12 +64,22 @@ class ModelSpec:
         spec.add_input(name, shape, dtype)
         return spec
 
-    def add_input(self, name: str, shape: Iterable, dtype: str = "float32") -> "ModelSpec":
+    def add_input(self, name: str, shape: Iterable, dtype: str = "float32",
+                  axes: Iterable[str] | None = None) -> "ModelSpec":
+        """An input of ``shape`` (batch excluded, None where dynamic) and ``dtype``: float32, or
+        int64 for Embedding ids and Attention masks (as tokenizers give them). ``axes`` names the
+        dynamic dimensions in exported files (Optimum's names: ``sequence_length``,
+        ``past_sequence_length``...); inputs whose dimensions share a name must agree in size."""
         self._check_new_name(name)
         shape = _check_shape(shape, name)
         if dtype not in DTYPES:
             raise SpecError(f"input {name!r}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        self.inputs.append(InputSpec(name, shape, dtype))
+        if axes is not None:
+            axes = tuple(axes)
+            if len(axes) != shape.count(None) or not all(isinstance(a, str) and _NAME.match(a) for a in axes):
+                raise SpecError(f"input {name!r}: axes must name each dynamic (None) dimension of {shape}, "
+                                f"with a name of letters, digits and _, got {axes!r}")
+        self.inputs.append(InputSpec(name, shape, dtype, axes or None))
         return self
 
     def add(self, kind: str, main: Any = None, *, name: str | None = None,
@@ -232,21 +244,28 @@ class ModelSpec:
         """
         return self.outputs[0] if self.final_activation() in ("softmax", "sigmoid") else None
 
+    def id_bound(self, name: str) -> int:
+        """Values of the int64 input ``name`` lie in ``[0, bound)``: the smallest vocabulary of the
+        Embeddings it feeds, or 2 for an attention mask (1 = token, 0 = padding)."""
+        vocabularies = [layer.config["vocab_size"] for layer in self.layers
+                        if layer.kind == "Embedding" and name in layer.inputs]
+        return min(vocabularies, default=2)
+
     def validate(self) -> "ModelSpec":
         if not self.inputs:
             raise SpecError("the model has no input")
         if not self.layers:
             raise SpecError("the model has no layers: add at least one with add_layer")
         for layer in self.layers:
-            if layer.kind == "Embedding":
-                for source in layer.inputs:
-                    if self.dtypes().get(source) != "int64":
-                        raise SpecError(f"layer {layer.name!r} (Embedding) needs int64 ids; input {source!r} is float32")
+            for index, source in enumerate(layer.inputs):
+                if layer.kind == "Embedding" and dtypes.get(source) != "int64":
+                    raise SpecError(f"layer {layer.name!r} (Embedding) needs int64 ids; input {source!r} is float32")
+                if dtypes.get(source) == "int64" and layer.kind != "Embedding" and not _is_mask(layer, index):
+                    raise SpecError(f"input {source!r} is int64, which only an Embedding's ids or an Attention's "
+                                    f"mask (its 4th input) take; layer {layer.name!r} ({layer.kind}) takes float32")
         for i in self.inputs:
-            if i.dtype == "int64" and not any(
-                layer.kind == "Embedding" for layer in self.layers if i.name in layer.inputs
-            ):
-                raise SpecError(f"input {i.name!r} is int64 but feeds no Embedding layer")
+            if i.dtype == "int64" and not any(i.name in layer.inputs for layer in self.layers):
+                raise SpecError(f"input {i.name!r} is int64 but feeds no Embedding layer or Attention mask")
         self.shapes()
         return self
 
@@ -264,11 +283,12 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
+        dtypes = self.dtypes()
         """Rebuild and re-validate a spec; every layer goes through the catalog again."""
         try:
             spec = cls()
             for i in data["inputs"]:
-                spec.add_input(i["name"], i["shape"], i.get("dtype", "float32"))
+                spec.add_input(i["name"], i["shape"], i.get("dtype", "float32"), i.get("axes"))
             for layer in data["layers"]:
                 spec.add(layer["kind"], name=layer["name"], inputs=layer["inputs"], **layer["config"])
             spec.set_outputs(data["outputs"])
@@ -331,3 +351,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _is_mask(layer: LayerSpec, index: int) -> bool:
+    """Whether input ``index`` of ``layer`` is an Attention's key mask (its optional 4th input)."""
+    return layer.kind == "Attention" and index == 3

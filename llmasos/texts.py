@@ -4,9 +4,9 @@ models (:meth:`llmasos.zoo.text.TextModel.encode`) and the server, so both feed 
 >>> from tokenizers import Tokenizer, models, pre_tokenizers
 >>> tokenizer = Tokenizer(models.WordLevel({"[PAD]": 0, "a": 1, "good": 2, "film": 3}, unk_token="[PAD]"))
 >>> tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
->>> batch = encode(tokenizer, ["a good film", "film"], {"input_ids": "int64", "attention_mask": "float32"})
+>>> batch = encode(tokenizer, ["a good film", "film"], {"input_ids": "int64", "attention_mask": "int64"})
 >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist()
-([[1, 2, 3], [3, 0, 0]], [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+([[1, 2, 3], [3, 0, 0]], [[1, 1, 1], [1, 0, 0]])
 
 No framework is imported here, nor ``tokenizers`` (the caller hands over its tokenizer).
 """

@@ -8,9 +8,14 @@ config is what makes a torch-made and a TensorFlow-made file indistinguishable.
 >>> from llmasos.spec import ModelSpec
 >>> config = OnnxConfig(ModelSpec.sequential((1, 8, 8)).add("Conv2D", 4, kernel_size=3).add("Flatten"))
 >>> config.inputs[0]
-TensorInfo(name='input', dtype='float32', shape=('batch', 1, 8, 8), layout='NCHW')
+TensorInfo(name='input', dtype='float32', shape=('batch_size', 1, 8, 8), layout='NCHW')
 >>> config.outputs[0].shape, config.atol, config.opset
-(('batch', 144), 1e-05, 18)
+(('batch_size', 144), 1e-05, 18)
+
+Dynamic dimensions carry Optimum's names: ``batch_size`` first; the spec's own names where its
+inputs declare them (``add_input(..., axes=("sequence_length",))``), which outputs inherit by
+size (``past_sequence_length + sequence_length`` for a key/value cache); otherwise a model's only
+dynamic dimension is ``sequence_length`` (or ``height``/``width``/``num_channels``).
 >>> [x.shape for x in config.sample(batch=3)]
 [(3, 1, 8, 8)]
 """
@@ -22,12 +27,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
-from ..errors import ExportError
-from ..spec import ModelSpec
+from ..errors import ExportError, SpecError
+from ..spec import InputSpec, ModelSpec
 
 DEFAULT_OPSET = 18          # the newest opset both exporters write (tf2onnx 1.17 stops at 18)
-BATCH = "batch"
-AXIS_NAMES = {"L": "sequence", "H": "height", "W": "width", "C": "channels"}  # of a model's only dynamic dimension
+BATCH = "batch_size"
+AXIS_NAMES = {"L": "sequence_length", "H": "height", "W": "width", "C": "num_channels"}  # of an only dynamic dimension
 ATOL_SMALL, ATOL_LARGE = 1e-5, 1e-4
 LARGE_PARAMETERS = 1_000_000
 DYNAMIC_SIZE = 5            # validation size of dynamic dimensions: neither 1 nor the exporters' example size
@@ -54,17 +59,12 @@ class OnnxConfig:
         self.opset = check_opset(opset)
         shapes, dtypes = spec.shapes(), spec.dtypes()
         layouts = {i.name: _layout(spec, i.name, i.shape, i.dtype) for i in spec.inputs}
-        dynamic = [AXIS_NAMES.get(layouts[i.name][axis], "dynamic") for i in spec.inputs
-                   for axis, d in enumerate(i.shape, start=1) if d is None]
-        # one dynamic dimension gets a plain name (batch, sequence) shared by inputs and outputs;
-        # several are told apart by tensor and axis, as which output axis follows which is unknown
-        self._single = dynamic[0] if len(dynamic) == 1 else None
-        self.inputs = [TensorInfo(i.name, i.dtype, self._dims(i.name, i.shape), layouts[i.name]) for i in spec.inputs]
-        self.outputs = [TensorInfo(name, dtypes[name], self._dims(name, shapes[name]),
+        names = _axis_names(spec, layouts)
+        dims = lambda node, shape: (BATCH, *(d if d is not None else names.get((node, axis), f"{node}_{axis}")
+                                             for axis, d in enumerate(shape, start=1)))
+        self.inputs = [TensorInfo(i.name, i.dtype, dims(i.name, i.shape), layouts[i.name]) for i in spec.inputs]
+        self.outputs = [TensorInfo(name, dtypes[name], dims(name, shapes[name]),
                                    _layout(spec, name, shapes[name], dtypes[name])) for name in spec.outputs]
-
-    def _dims(self, node: str, shape: tuple) -> tuple:
-        return (BATCH, *(d if d is not None else self._single or f"{node}_{axis}" for axis, d in enumerate(shape, start=1)))
 
     @property
     def atol(self) -> float:
@@ -81,8 +81,8 @@ class OnnxConfig:
         out = []
         for info in self.inputs:
             shape = (batch, *(d if isinstance(d, int) else length for d in info.shape[1:]))
-            if info.dtype == "int64":
-                out.append(rng.integers(0, self.vocabulary(info.name), size=shape, dtype=np.int64))
+            if info.dtype == "int64":  # ids below every vocabulary they index; a mask of 0/1
+                out.append(rng.integers(0, self.spec.id_bound(info.name), size=shape, dtype=np.int64))
             else:
                 out.append(rng.standard_normal(shape).astype(np.float32))
         return out
@@ -141,10 +141,46 @@ class OnnxConfig:
                     renames.setdefault(dim.dim_param, want)
                 dim.dim_param = want
 
-    def vocabulary(self, input_name: str) -> int:
-        """The smallest vocabulary an integer input indexes (ids must be below it)."""
-        return min(layer.config["vocab_size"] for layer in self.spec.layers
-                   if layer.kind == "Embedding" and input_name in layer.inputs)
+def _axis_names(spec: ModelSpec, layouts: dict[str, str]) -> dict[tuple[str, int], str]:
+    """Names of dynamic dimensions by (tensor, axis), batch excluded.
+
+    Declared names (``InputSpec.axes``) are given to inputs; outputs take the name whose size
+    they have when each name gets a size of its own (or ``a + b`` for a sum of two, as a cache
+    concatenated with new keys). Without declared names a model's only dynamic dimension is
+    named by its layout; several are left to ``<tensor>_<axis>``, since which output axis
+    follows which input is then unknown.
+    """
+    declared = {(i.name, axis): name for i in spec.inputs if i.axes
+                for axis, name in zip([a for a, d in enumerate(i.shape, start=1) if d is None], i.axes)}
+    if not declared:
+        dynamic = [(i.name, axis) for i in spec.inputs for axis, d in enumerate(i.shape, start=1) if d is None]
+        if len(dynamic) != 1:
+            return {}
+        (node, axis), = dynamic
+        single = AXIS_NAMES.get(layouts[node][axis], "dynamic")
+        return {(name, axis): single for name, shape in spec.shapes().items()
+                for axis, d in enumerate(shape, start=1) if d is None}
+    base = spec.fitting_length(DYNAMIC_SIZE)
+    sizes = {name: base * 2 ** k for k, name in enumerate(dict.fromkeys(declared.values()))}
+    by_size = {size: name for name, size in sizes.items()}
+    by_size.update({a + b: f"{x} + {y}" for x, a in sizes.items() for y, b in sizes.items()
+                    if x != y and a + b not in by_size})
+    concrete = ModelSpec()
+    for i in spec.inputs:
+        names = iter(i.axes or ())
+        concrete.inputs.append(InputSpec(i.name, tuple(sizes.get(next(names, None), base) if d is None else d
+                                                     for d in i.shape), i.dtype))
+    concrete.layers, concrete.outputs = spec.layers, spec.outputs
+    try:
+        found = concrete.shapes()
+    except SpecError:  # the declared names do not fit the layers: name only the inputs
+        return declared
+    out = dict(declared)
+    for name in spec.outputs:
+        for axis, d in enumerate(spec.shapes()[name], start=1):
+            if d is None and found[name][axis - 1] in by_size:
+                out[name, axis] = by_size[found[name][axis - 1]]
+    return out
 
 
 def _domains(graph: onnx.GraphProto) -> set[str]:

@@ -87,8 +87,8 @@ def bert(config: BertConfig = BertConfig(), task: str = "feature-extraction", nu
     """BERT's spec: ``last_hidden_state`` out, or with ``task="text-classification"`` the pooler
     (Dense + tanh on ``[CLS]``) and a ``classifier`` of ``num_labels`` (softmax unless ``logits``)."""
     spec = ModelSpec()
-    spec.add_input("input_ids", (None,), "int64").add_input("attention_mask", (None,))
-    spec.add_input("token_type_ids", (None,), "int64")
+    for name in ("input_ids", "attention_mask", "token_type_ids"):  # int64, as tokenizers give them
+        spec.add_input(name, (None,), "int64", axes=["sequence_length"])
     spec.add("Embedding", config.hidden_size, vocab_size=config.vocab_size, name="embeddings.word_embeddings",
              inputs="input_ids")
     spec.add("PositionEmbedding", config.max_position_embeddings, name="embeddings.position_embeddings")

@@ -103,12 +103,12 @@ def gpt2(config: GPT2Config = GPT2Config(), task: str = GENERATION, num_labels: 
     ``logits`` are the zoo's common builder arguments and change nothing here.
     """
     spec = ModelSpec()
-    spec.add_input("input_ids", (None,), "int64")
+    spec.add_input("input_ids", (None,), "int64", axes=["sequence_length"])
     presents = []
     if cache:
         for index in range(config.n_layer):
-            spec.add_input(f"past_key_{index}", (None, config.n_embd))
-            spec.add_input(f"past_value_{index}", (None, config.n_embd))
+            spec.add_input(f"past_key_{index}", (None, config.n_embd), axes=["past_sequence_length"])
+            spec.add_input(f"past_value_{index}", (None, config.n_embd), axes=["past_sequence_length"])
             presents += [f"present_key_{index}", f"present_value_{index}"]
     spec.add("Embedding", config.n_embd, vocab_size=config.vocab_size, name="wte", inputs="input_ids")
     spec.add("PositionEmbedding", config.n_positions, name="wpe", inputs=["wte", "past_key_0"] if cache else "wte")

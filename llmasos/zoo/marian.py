@@ -189,8 +189,9 @@ def marian(config: MarianConfig = OPUS_MT, task: str = TRANSLATION, num_labels: 
     if part not in PARTS:
         raise ZooError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     spec = ModelSpec()
+    source = ["encoder_sequence_length"]  # Optimum's names of the dynamic axes
     if part in ("seq2seq", "encoder"):
-        spec.add_input("input_ids", (None,), "int64").add_input("attention_mask", (None,))
+        spec.add_input("input_ids", (None,), "int64", source).add_input("attention_mask", (None,), "int64", source)
         _encoder(spec, config)
         if part == "encoder":
             cross = []
@@ -201,16 +202,17 @@ def marian(config: MarianConfig = OPUS_MT, task: str = TRANSLATION, num_labels: 
                     cross.append(spec.add("Activation", "linear", name=f"cross_{what}_{index}",
                                           inputs=f"{prefix}.{role}_proj").last)
             return spec.set_outputs(["encoder_hidden_states", *cross])
-        spec.add_input("decoder_input_ids", (None,), "int64")
+        spec.add_input("decoder_input_ids", (None,), "int64", ["decoder_sequence_length"])
         spec.add("Embedding", tied_to="shared", name="decoder.embed_tokens", inputs="decoder_input_ids")
         _decoder(spec, "decoder.embed_tokens", config, cache=False)
         return spec.set_outputs("logits")
-    spec.add_input("decoder_input_ids", (None,), "int64").add_input("attention_mask", (None,))
+    spec.add_input("decoder_input_ids", (None,), "int64", ["decoder_sequence_length"])
+    spec.add_input("attention_mask", (None,), "int64", source)
     presents = []
-    for kind in ("cross", "past"):
+    for kind, axis in (("cross", source), ("past", ["past_decoder_sequence_length"])):
         for index in range(config.decoder_layers):
-            spec.add_input(f"{kind}_key_{index}", (None, config.d_model))
-            spec.add_input(f"{kind}_value_{index}", (None, config.d_model))
+            spec.add_input(f"{kind}_key_{index}", (None, config.d_model), axes=axis)
+            spec.add_input(f"{kind}_value_{index}", (None, config.d_model), axes=axis)
     for index in range(config.decoder_layers):
         presents += [f"present_key_{index}", f"present_value_{index}"]
     # without the encoder, the decoder's lookup owns the shared table (same name, same weights)
@@ -298,7 +300,7 @@ class Marian(TextModel):
         from ..texts import encode
 
         return encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts),
-                      {"input_ids": "int64", "attention_mask": "float32"}, self._pad_id, self.max_length)
+                      {"input_ids": "int64", "attention_mask": "int64"}, self._pad_id, self.max_length)
 
     @cached_property
     def generation_settings(self) -> dict[str, Any]:
@@ -335,7 +337,11 @@ class Marian(TextModel):
         ids = np.asarray(input_ids, dtype=np.int64)
         if ids.ndim != 2 or ids.shape[1] == 0:
             raise DataError(f"input_ids must be a non-empty batch (batch, length), got shape {ids.shape}")
-        mask = np.ones(ids.shape, np.float32) if attention_mask is None else np.asarray(attention_mask, np.float32)
+        mask = np.ones(ids.shape, np.int64) if attention_mask is None else np.asarray(attention_mask)
+        if not np.issubdtype(mask.dtype, np.integer):
+            raise DataError(f"attention_mask takes integers (1 = token, 0 = padding) as tokenizers give them, "
+                            f"got {mask.dtype}; pass mask.astype('int64')")
+        mask = mask.astype(np.int64)
         if mask.shape != ids.shape:
             raise DataError(f"attention_mask has shape {mask.shape}; input_ids have {ids.shape}")
         if max_new_tokens > self.config.max_position_embeddings:  # the last new token is never fed back

@@ -169,7 +169,7 @@ def wav2vec2(config: Wav2Vec2Config = Wav2Vec2Config(), task: str = RECOGNITION,
     ``task``, ``num_labels`` and ``logits`` are the zoo's common builder arguments; the CTC
     head always gives logits, as transformers' does.
     """
-    spec = ModelSpec().add_input("input_values", (None,))
+    spec = ModelSpec().add_input("input_values", (None,), axes=["sequence_length"])
     node = _feature_encoder(spec, config)
     spec.add("LayerNorm", eps=config.layer_norm_eps, name="feature_projection.layer_norm", inputs=node)
     spec.add("Dense", config.hidden_size, name="feature_projection.projection")

@@ -67,7 +67,7 @@ def test_torchscript_fallback_where_dynamo_freezes_a_dynamic_dimension(tmp_path)
     model = _model("torch", spec)
     report = export.to_onnx(model, tmp_path / "m.onnx")
     assert "TorchScript fallback: the dynamo exporter fixed dynamic axes" in report.exporter
-    assert report.inputs[0]["shape"][:2] == ["batch", "sequence"]
+    assert report.inputs[0]["shape"][:2] == ["batch_size", "sequence_length"]
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
     for length in (1, 9):
         x = np.random.default_rng(length).standard_normal((3, length, 6)).astype(np.float32)

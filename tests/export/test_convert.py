@@ -80,8 +80,8 @@ def _text_model(framework: str) -> Model:
 def test_sequence_length_is_dynamic_for_text_models(tmp_path, framework):
     model = _text_model(framework)
     report = export.to_onnx(model, tmp_path / "text.onnx")
-    assert report.inputs == [{"name": "ids", "dtype": "int64", "shape": ["batch", "sequence"], "layout": "NL"}]
-    assert report.outputs[0]["shape"] == ["batch", "sequence", 5]
+    assert report.inputs == [{"name": "ids", "dtype": "int64", "shape": ["batch_size", "sequence_length"], "layout": "NL"}]
+    assert report.outputs[0]["shape"] == ["batch_size", "sequence_length", 5]
     rng = np.random.default_rng(0)
     for length in (1, 3, 17):
         ids = rng.integers(0, 50, size=(2, length))

@@ -29,7 +29,7 @@ def test_metadata_props_say_what_the_file_is(exported_digits, digits_mlp):
     assert props["llmasos_version"] == llmasos.__version__
     assert props["framework"] == model.framework and props["framework_version"]
     assert ModelSpec.from_json(props["spec"]) == model.spec
-    assert json.loads(props["inputs"]) == [{"name": "input", "dtype": "float32", "shape": ["batch", 64], "layout": "NC"}]
+    assert json.loads(props["inputs"]) == [{"name": "input", "dtype": "float32", "shape": ["batch_size", 64], "layout": "NC"}]
     assert json.loads(props["outputs"])[0]["name"] == model.spec.outputs[0]
     assert json.loads(props["labels"]) == [str(i) for i in range(10)]
     assert json.loads(props["preprocessing"]) == {"scale": 1 / 16}
@@ -51,7 +51,7 @@ def test_info_gathers_shapes_ops_metadata_and_the_layer_table(exported_digits, d
 def test_images_are_nchw_in_the_file_whatever_the_framework(tmp_path, exported, framework):
     _, path, _ = exported("conv-same-stride2-flatten-dense", framework)
     (image,) = export.info(path)["inputs"]
-    assert image == {"name": "input", "dtype": "float32", "shape": ["batch", 3, 10, 10], "layout": "NCHW"}
+    assert image == {"name": "input", "dtype": "float32", "shape": ["batch_size", 3, 10, 10], "layout": "NCHW"}
 
 
 def test_info_reads_files_llmasos_did_not_write(tmp_path):

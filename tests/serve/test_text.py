@@ -104,7 +104,7 @@ def test_strings_over_json_and_binary_equal_the_zoo_model_and_the_ids(bert, clie
     by_json = outputs_of(client.post("/v2/models/bert/infer", json=_texts_json(TEXTS)))["classifier"]
     content, headers = _texts_binary([t.encode() for t in TEXTS])
     by_binary = outputs_of(client.post("/v2/models/bert/infer", content=content, headers=headers))["classifier"]
-    datatypes = {"input_ids": "INT64", "attention_mask": "FP32", "token_type_ids": "INT64"}
+    datatypes = {"input_ids": "INT64", "attention_mask": "INT64", "token_type_ids": "INT64"}
     by_ids = outputs_of(client.post("/v2/models/bert/infer", json=infer_json("bert", ids, datatypes)))["classifier"]
     for served in (by_json, by_binary, by_ids, server.predict(TEXTS, model="bert")):
         np.testing.assert_allclose(served, expected, atol=ATOL, rtol=0)

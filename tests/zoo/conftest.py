@@ -79,3 +79,14 @@ def torchvision_reference(tmp_path_factory):
         return made[name, size]
 
     return make
+
+
+def onnx_signature(path) -> dict[str, tuple[str, list]]:
+    """Element type and dimensions (names where dynamic) of every graph input and output of an
+    ONNX file, by name: what another team's code sees."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return {v.name: (onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type),
+                     [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim])
+            for v in [*graph.input, *graph.output]}

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from llmasos import Dataset, Optimizer, export, zoo
-from llmasos.errors import WeightsError, WeightsNotFoundError
+from llmasos.errors import DataError, WeightsError, WeightsNotFoundError
 
 from ..conftest import framework_params
+from .conftest import onnx_signature
 
 pytestmark = pytest.mark.torch  # the references are transformers' torch models
 
@@ -28,7 +29,7 @@ WORDS = [f"w{i}" for i in range(97)] + ["Hello", "[UNK]", "<eos>"]  # GPT-2's vo
 
 def _batch(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Two sequences of 9 tokens, the second padded after 5, with two segments."""
-    mask = np.ones((2, 9), np.float32)
+    mask = np.ones((2, 9), np.int64)  # as tokenizers give it
     mask[1, 5:] = 0
     types = np.zeros((2, 9), np.int64)
     types[:, 4:] = 1
@@ -199,6 +200,75 @@ def test_gpt2_onnx_exports_match_transformers_and_generate_the_same_tokens(frame
     assert [t["name"] for t in report.inputs][:3] == ["input_ids", "past_key_0", "past_value_0"]
     assert [t["name"] for t in report.outputs][:2] == ["logits", "present_key_0"]
     np.testing.assert_array_equal(gpt2.generate(hf["prompt"], 12, session=tmp_path / "decoder.onnx"), hf["greedy"])
+
+
+def _bert_tokenizer():
+    """A transformers tokenizer built offline (WordPiece over BERT's special tokens and the test
+    vocabulary), to feed its output to ONNX Runtime exactly as another team would."""
+    import transformers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = {word: i for i, word in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS[4:100]])}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                                cls_token="[CLS]", sep_token="[SEP]",
+                                                model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+
+
+@pytest.mark.parametrize("framework", framework_params())
+def test_a_tokenizers_int64_output_feeds_the_onnx_bert_unchanged(framework, hf, tmp_path):
+    import onnxruntime
+    import torch
+    import transformers
+
+    encoded = _bert_tokenizer()(["w5 w6 w7 w8", "w9"], ["w10 w11", "w12 w13 w14"], padding=True, return_tensors="np")
+    assert {k: v.dtype for k, v in encoded.items()} == dict.fromkeys(["input_ids", "token_type_ids", "attention_mask"],
+                                                                      np.dtype("int64"))
+    assert encoded["attention_mask"][1].tolist() == [1] * 7 + [0] * 2 and encoded["token_type_ids"][0, -3:].tolist() == [1] * 3
+    export.to_onnx(zoo.load("bert", framework, pretrained=hf["folder"] / "bert"), tmp_path / "bert.onnx")
+    assert onnx_signature(tmp_path / "bert.onnx") == {
+        **dict.fromkeys(["input_ids", "attention_mask", "token_type_ids"], ("INT64", ["batch_size", "sequence_length"])),
+        "last_hidden_state": ("FLOAT", ["batch_size", "sequence_length", BERT["hidden_size"]])}
+    session = onnxruntime.InferenceSession(str(tmp_path / "bert.onnx"))
+    hidden = session.run(None, dict(encoded))[0]  # as the tokenizer gave it: no cast, no renaming
+    with torch.inference_mode():
+        reference = transformers.BertModel.from_pretrained(hf["folder"] / "bert").eval()
+        want = reference(**{k: torch.from_numpy(v) for k, v in encoded.items()}).last_hidden_state.numpy()
+    np.testing.assert_allclose(hidden, want, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("framework", framework_params())
+def test_gpt2_onnx_files_take_the_tokenizers_int64_ids_and_name_their_axes(framework, hf, gpt2_models, tmp_path):
+    """GPT-2 takes no padding mask (README): a prompt's ids, as the tokenizer gives them."""
+    import onnxruntime
+    import transformers
+
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(hf["folder"] / "gpt2" / "tokenizer.json"))
+    ids = tokenizer(["Hello w5 w17 w3"], return_tensors="np")["input_ids"]
+    assert ids.dtype == np.int64 and ids.tolist() == [[97, 5, 17, 3]]
+    gpt2 = gpt2_models[framework]
+    export.to_onnx(gpt2, tmp_path / "gpt2.onnx")
+    export.to_onnx(gpt2.decoder(), tmp_path / "decoder.onnx")
+    assert onnx_signature(tmp_path / "gpt2.onnx") == {
+        "input_ids": ("INT64", ["batch_size", "sequence_length"]),
+        "logits": ("FLOAT", ["batch_size", "sequence_length", GPT2["vocab_size"]])}
+    decoder = onnx_signature(tmp_path / "decoder.onnx")
+    assert decoder["input_ids"] == ("INT64", ["batch_size", "sequence_length"])
+    assert decoder["past_key_0"] == ("FLOAT", ["batch_size", "past_sequence_length", GPT2["n_embd"]])
+    assert decoder["present_key_0"] == ("FLOAT", ["batch_size", "past_sequence_length + sequence_length",
+                                                  GPT2["n_embd"]])
+    logits = onnxruntime.InferenceSession(str(tmp_path / "gpt2.onnx")).run(None, {"input_ids": ids})[0]
+    np.testing.assert_allclose(logits, gpt2.predict(ids), atol=ATOL, rtol=0)
+
+
+def test_a_float_mask_is_refused_with_the_dtype_to_use(hf):
+    model = zoo.load("bert", "torch", pretrained=hf["folder"] / "bert")
+    with pytest.raises(DataError, match="attention_mask.*integer.*float32"):
+        model.predict({**hf["batch"], "attention_mask": hf["batch"]["attention_mask"].astype(np.float32)})
 
 
 # -- fine-tuning --------------------------------------------------------------------------------

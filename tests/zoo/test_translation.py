@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from llmasos import export, zoo
+from llmasos.export import load
 from llmasos.errors import DataError, WeightsError
 from llmasos.zoo.marian import sinusoids
 
 from ..conftest import framework_params
+from .conftest import onnx_signature
 
 pytestmark = [pytest.mark.torch,  # the reference is transformers' torch model
               # MarianTokenizer asks for sacremoses, which only its unused normalize() would call
@@ -82,7 +84,7 @@ def models(hf):
 
 
 def _inputs(hf) -> dict:
-    return {"input_ids": hf["batch"]["input_ids"], "attention_mask": hf["batch"]["attention_mask"].astype(np.float32),
+    return {"input_ids": hf["batch"]["input_ids"], "attention_mask": hf["batch"]["attention_mask"],
             "decoder_input_ids": hf["decoder_input_ids"]}
 
 
@@ -131,8 +133,6 @@ def test_positions_are_marians_sinusoids_and_stay_fixed(hf, models):
 
 @pytest.mark.parametrize("framework", framework_params())
 def test_onnx_encoder_and_decoder_translate_the_same(framework, hf, models, tmp_path):
-    from llmasos.export import load
-
     mt = models[framework]
     export.to_onnx(mt, tmp_path / "marian.onnx")
     np.testing.assert_allclose(load(tmp_path / "marian.onnx").run(None, _inputs(hf))[0], hf["logits"], atol=ATOL,
@@ -149,6 +149,32 @@ def test_onnx_encoder_and_decoder_translate_the_same(framework, hf, models, tmp_
                                               session=session), hf["beams"])
 
 
+@pytest.mark.parametrize("framework", framework_params())
+def test_a_tokenizers_int64_output_feeds_the_onnx_encoder_unchanged(framework, hf, models, tmp_path):
+    import torch
+
+    encoded = hf["tokenizer"](SOURCES, padding=True, return_tensors="np")  # transformers' MarianTokenizer
+    assert encoded["input_ids"].dtype == encoded["attention_mask"].dtype == np.int64
+    assert encoded["attention_mask"].min() == 0  # padded
+    mt = models[framework]
+    export.to_onnx(mt.encoder(), tmp_path / "encoder.onnx")
+    export.to_onnx(mt.decoder(), tmp_path / "decoder.onnx")
+    source, width = ["batch_size", "encoder_sequence_length"], mt.config.d_model
+    encoder = onnx_signature(tmp_path / "encoder.onnx")
+    assert encoder["input_ids"] == encoder["attention_mask"] == ("INT64", source)
+    assert encoder["encoder_hidden_states"] == encoder["cross_key_0"] == ("FLOAT", [*source, width])
+    decoder = onnx_signature(tmp_path / "decoder.onnx")
+    assert decoder["decoder_input_ids"] == ("INT64", ["batch_size", "decoder_sequence_length"])
+    assert decoder["attention_mask"] == ("INT64", source) and decoder["cross_value_1"] == ("FLOAT", [*source, width])
+    assert decoder["past_key_0"] == ("FLOAT", ["batch_size", "past_decoder_sequence_length", width])
+    assert decoder["present_value_1"] == ("FLOAT", ["batch_size", "past_decoder_sequence_length + "
+                                                   "decoder_sequence_length", width])
+    hidden = load(tmp_path / "encoder.onnx").run(["encoder_hidden_states"], dict(encoded))[0]
+    with torch.inference_mode():
+        want = hf["model"].get_encoder()(**{k: torch.from_numpy(v) for k, v in encoded.items()}).last_hidden_state
+    np.testing.assert_allclose(hidden, want.numpy(), atol=ATOL, rtol=0)
+
+
 def test_sampling_is_seeded(models):
     mt = models["torch"]
     first = mt.translate(SOURCES, 8, do_sample=True, top_k=5, seed=3)
@@ -158,7 +184,9 @@ def test_sampling_is_seeded(models):
 def test_bad_inputs_say_what_is_wrong(hf, models, tmp_path):
     mt = models["torch"]
     with pytest.raises(DataError, match=r"attention_mask has shape \(1, 2\); input_ids have \(1, 3\)"):
-        mt.generate(np.ones((1, 3), np.int64), np.ones((1, 2)))
+        mt.generate(np.ones((1, 3), np.int64), np.ones((1, 2), np.int64))
+    with pytest.raises(DataError, match=r"attention_mask takes integers .* got float64; pass mask.astype\('int64'\)"):
+        mt.generate(np.ones((1, 3), np.int64), np.ones((1, 3)))
     with pytest.raises(DataError, match=r"max_new_tokens=100 exceeds the 64 positions"):
         mt.generate(np.ones((1, 3), np.int64), max_new_tokens=100)
     with pytest.raises(DataError, match=r"session must be a pair \(encoder, decoder\)"):
@@ -282,7 +310,7 @@ def _log_likelihood(mt, batch, row, ids) -> float:
     ids = ids.tolist()
     length = ids.index(eos, 1) + 1 if eos in ids[1:] else len(ids)
     logits = mt.predict({"input_ids": batch["input_ids"][row:row + 1],
-                         "attention_mask": batch["attention_mask"][row:row + 1].astype(np.float32),
+                         "attention_mask": batch["attention_mask"][row:row + 1],
                          "decoder_input_ids": np.array([ids[:length - 1]])})[0].astype(np.float64)
     logits[:, mt.config.pad_token_id] = -np.inf
     log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \

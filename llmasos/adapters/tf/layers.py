@@ -243,7 +243,8 @@ class Attention(keras.layers.Layer):
         k_t = self._heads_transposed(key)
         v = tf.transpose(self._heads_transposed(value), [0, 1, 3, 2])
         scores = tf.matmul(q, k_t) * (1.0 / math.sqrt(query.shape[-1] // self.num_heads))
-        allowed = None if key_mask is None else tf.not_equal(key_mask, 0.0)[:, None, None, :]
+        # the mask is int64 as tokenizers give it (1 = token, 0 = padding); any dtype works
+        allowed = None if key_mask is None else tf.not_equal(key_mask, tf.zeros((), key_mask.dtype))[:, None, None, :]
         if self.causal:
             q_len, k_len = tf.shape(query)[1], tf.shape(key)[1]
             # query i sits at position k_len - q_len + i: after any cached keys

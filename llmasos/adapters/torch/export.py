@@ -20,10 +20,8 @@ def example_inputs(model: TorchModel, batch: int = 2) -> list[np.ndarray]:
     length = model.spec.fitting_length(3)
     for spec_input in model.spec.inputs:
         shape = (batch, *(length if d is None else d for d in spec_input.shape))
-        if spec_input.dtype == "int64":
-            vocab = min(layer.config["vocab_size"] for layer in model.spec.layers
-                        if layer.kind == "Embedding" and spec_input.name in layer.inputs)
-            out.append(rng.integers(0, vocab, size=shape, dtype=np.int64))
+        if spec_input.dtype == "int64":  # ids, or a 0/1 attention mask
+            out.append(rng.integers(0, model.spec.id_bound(spec_input.name), size=shape, dtype=np.int64))
         else:
             out.append(rng.standard_normal(shape).astype(np.float32))
     return out
