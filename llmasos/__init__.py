@@ -1,7 +1,7 @@
 """llmasos: describe a model once, train it in PyTorch or TensorFlow, ship it as ONNX.
 
 >>> from llmasos import Model
->>> model = Model(input_dim=4, output_dim=3)
+>>> model = Model(input_dim=4, output_dim=3, framework="torch")   # a spec: torch loads only to build it
 >>> "Total params: 15" in model.add_layer("Dense", 3, activation="softmax").summary()
 True
 
