@@ -120,6 +120,8 @@ class Model:
             self.spec.validate()
             self._check_output_dim()
             self._compiled = get_backend(self.framework).build(self.spec, seed)
+            if self.spec.frozen():
+                self._compiled.set_trainable(set(self.spec.frozen()), False)
         return self
 
     def _check_output_dim(self) -> None:
@@ -149,6 +151,67 @@ class Model:
 
     def set_weights(self, weights: Weights) -> None:
         self.compiled.set_weights(weights)
+
+    # -- freezing -----------------------------------------------------------------------------
+
+    @property
+    def frozen(self) -> set[str]:
+        """The layers training leaves alone (their weights and BatchNorm statistics)."""
+        return set(self.spec.frozen())
+
+    def freeze(self, layers: str | Iterable[str] = "backbone") -> "Model":
+        """Stop training ``layers``: a layer name, names, or ``"backbone"`` (every layer but the
+        head of a zoo model). Frozen layers are part of the spec, so ``save``/``load``, ``.to()``
+        and exported files keep them; a frozen BatchNorm keeps its statistics (inference mode).
+        An unknown name is a :class:`SpecError` listing the layers. Returns the model::
+
+            net = zoo.load("resnet18", num_classes=10).freeze("backbone")
+            net.train(...)                  # only "fc" learns
+            net.unfreeze()                  # then fine-tune everything
+
+        The optimizer keeps its state and step count for the layers that stay trainable; a layer
+        that starts training again starts with fresh optimizer slots.
+        """
+        self._set_trainable(self._resolve_layers(layers, "freeze"), False)
+        return self
+
+    def unfreeze(self, layers: str | Iterable[str] | None = None) -> "Model":
+        """Train ``layers`` again: names, ``"backbone"``, or None for every layer (layers holding
+        computed weights, such as sinusoidal positions, stay frozen). Returns the model."""
+        names = self._resolve_layers(layers, "unfreeze")
+        fixed = sorted(names & self._fixed_layers()) if layers is not None and layers != "backbone" else []
+        if fixed:
+            raise SpecError(f"{', '.join(map(repr, fixed))} hold(s) computed weights and never train(s)")
+        self._set_trainable(names - self._fixed_layers(), True)
+        return self
+
+    def _resolve_layers(self, layers: str | Iterable[str] | None, verb: str) -> set[str]:
+        everything = {layer.name for layer in self.spec.layers}
+        if layers is None:
+            return everything
+        if layers != "backbone":
+            return {layers} if isinstance(layers, str) else set(layers)
+        head = self._head_layers()
+        if not head:
+            raise SpecError(f"{verb}('backbone') needs a model that names its head (a zoo model does); name the "
+                            f"layers instead, from: {', '.join(layer.name for layer in self.spec.layers)}")
+        return everything - head
+
+    def _head_layers(self) -> set[str]:
+        """The layers ``"backbone"`` leaves out: the head a zoo model names in its metadata."""
+        return set(self.metadata.get("head") or ())
+
+    def _fixed_layers(self) -> set[str]:
+        """Layers whose weights are computed, never trained (subclasses say which)."""
+        return set()
+
+    def _set_trainable(self, names: set[str], trainable: bool) -> None:
+        self.spec.set_trainable(names, trainable)
+        if self._compiled is not None:
+            self._compiled.set_trainable(names, trainable)
+        if self._trainer is not None:  # it holds the old parameter list: remake it, carrying its state
+            self._pending_state = self._trainer.get_state()
+            self._trainer = None
 
     def prune(self, amount: float = 0.5) -> float:
         """Magnitude pruning: zero the ``amount`` smallest weights of every Dense and Conv kernel;

@@ -45,9 +45,11 @@ class LayerSpec:
     name: str
     config: dict
     inputs: list[str]
+    trainable: bool = True  # False: training leaves its weights (and BatchNorm statistics) as they are
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "name": self.name, "config": self.config, "inputs": list(self.inputs)}
+        out = {"kind": self.kind, "name": self.name, "config": self.config, "inputs": list(self.inputs)}
+        return out if self.trainable else {**out, "trainable": False}
 
 
 @dataclass
@@ -83,12 +85,15 @@ class ModelSpec:
         return self
 
     def add(self, kind: str, main: Any = None, *, name: str | None = None,
-            inputs: str | list[str] | None = None, **options: Any) -> "ModelSpec":
-        """Append a layer. ``main`` is the kind's main size; ``inputs`` defaults to the last node."""
+            inputs: str | list[str] | None = None, trainable: bool = True, **options: Any) -> "ModelSpec":
+        """Append a layer. ``main`` is the kind's main size; ``inputs`` defaults to the last node;
+        ``trainable=False`` freezes it (see :meth:`set_trainable`)."""
         layer_kind = catalog.get_kind(kind)
         name = name or self._fresh_name(layer_kind.name)
         self._check_new_name(name)
         where = f"layer {name!r} ({layer_kind.name})"
+        if not isinstance(trainable, bool):
+            raise SpecError(f"{where}: trainable must be True or False, got {trainable!r}")
         if main is not None:
             if layer_kind.main is None:
                 raise SpecError(f"{where}: takes no positional size, got {main!r}; use keywords")
@@ -111,7 +116,7 @@ class ModelSpec:
                 raise SpecError(f"{where}: input {source!r} is not a known input or layer; known: {', '.join(self.nodes())}")
         if layer_kind.shares is not None and config[layer_kind.shares] is not None:
             config = self._link(layer_kind, config, inputs, where)
-        layer = LayerSpec(layer_kind.name, name, _plain(config), inputs)
+        layer = LayerSpec(layer_kind.name, name, _plain(config), inputs, trainable)
         self.layers.append(layer)
         try:
             self.shapes()
@@ -128,6 +133,24 @@ class ModelSpec:
             if name not in self.nodes():
                 raise SpecError(f"output {name!r} is not a known layer; known: {', '.join(self.nodes())}")
         self.outputs = names
+        return self
+
+    def set_trainable(self, names: Iterable[str], trainable: bool) -> "ModelSpec":
+        """Freeze (``trainable=False``) or unfreeze the named layers; an unknown name is a
+        :class:`SpecError` listing the layers.
+
+        >>> spec = ModelSpec.sequential((4,)).add("Dense", 3, name="body").add("Dense", 2, name="head")
+        >>> spec.set_trainable(["body"], False).frozen()
+        ['body']
+        """
+        names = set(names)
+        unknown = sorted(names - {layer.name for layer in self.layers})
+        if unknown:
+            raise SpecError(f"no layer named {', '.join(map(repr, unknown))}; the layers are: "
+                            f"{', '.join(layer.name for layer in self.layers)}")
+        for layer in self.layers:
+            if layer.name in names:
+                layer.trainable = trainable
         return self
 
     def _link(self, kind: type[catalog.LayerKind], config: dict, inputs: list[str], where: str) -> dict:
@@ -170,6 +193,10 @@ class ModelSpec:
 
     def nodes(self) -> list[str]:
         return [i.name for i in self.inputs] + [layer.name for layer in self.layers]
+
+    def frozen(self) -> list[str]:
+        """The layers training leaves alone (``trainable`` False), in order."""
+        return [layer.name for layer in self.layers if not layer.trainable]
 
     def layer(self, name: str) -> LayerSpec:
         for layer in self.layers:
@@ -217,6 +244,13 @@ class ModelSpec:
             out[layer.name] = "float32"
         return out
 
+    def id_bound(self, name: str) -> int:
+        """Values of the int64 input ``name`` lie in ``[0, bound)``: the smallest vocabulary of the
+        Embeddings it feeds, or 2 for an attention mask (1 = token, 0 = padding)."""
+        vocabularies = [layer.config["vocab_size"] for layer in self.layers
+                        if layer.kind == "Embedding" and name in layer.inputs]
+        return min(vocabularies, default=2)
+
     def weight_shapes(self) -> dict[str, dict[str, tuple]]:
         """Neutral weight shapes by layer, for layers that own weights."""
         shapes = self.shapes()
@@ -244,18 +278,12 @@ class ModelSpec:
         """
         return self.outputs[0] if self.final_activation() in ("softmax", "sigmoid") else None
 
-    def id_bound(self, name: str) -> int:
-        """Values of the int64 input ``name`` lie in ``[0, bound)``: the smallest vocabulary of the
-        Embeddings it feeds, or 2 for an attention mask (1 = token, 0 = padding)."""
-        vocabularies = [layer.config["vocab_size"] for layer in self.layers
-                        if layer.kind == "Embedding" and name in layer.inputs]
-        return min(vocabularies, default=2)
-
     def validate(self) -> "ModelSpec":
         if not self.inputs:
             raise SpecError("the model has no input")
         if not self.layers:
             raise SpecError("the model has no layers: add at least one with add_layer")
+        dtypes = self.dtypes()
         for layer in self.layers:
             for index, source in enumerate(layer.inputs):
                 if layer.kind == "Embedding" and dtypes.get(source) != "int64":
@@ -283,14 +311,14 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
-        dtypes = self.dtypes()
         """Rebuild and re-validate a spec; every layer goes through the catalog again."""
         try:
             spec = cls()
             for i in data["inputs"]:
                 spec.add_input(i["name"], i["shape"], i.get("dtype", "float32"), i.get("axes"))
             for layer in data["layers"]:
-                spec.add(layer["kind"], name=layer["name"], inputs=layer["inputs"], **layer["config"])
+                spec.add(layer["kind"], name=layer["name"], inputs=layer["inputs"],
+                         trainable=layer.get("trainable", True), **layer["config"])
             spec.set_outputs(data["outputs"])
         except (KeyError, TypeError) as err:
             raise SpecError(f"a spec must have inputs, layers and outputs in llmasos' form: {err!r}") from None
@@ -324,7 +352,12 @@ class ModelSpec:
         line = "-" * (sum(widths) + 6)
         text = [line, "  ".join(v.ljust(w) for v, w in zip(rows[0], widths)), line]
         text += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows[1:]]
-        text += [line, f"Total params: {self.parameter_count():,}", f"Outputs: {', '.join(self.outputs)}"]
+        text += [line, f"Total params: {self.parameter_count():,}"]
+        if self.frozen():
+            frozen = sum(math.prod(s) for name in self.frozen() for s in weights.get(name, {}).values())
+            text += [f"Trainable params: {self.parameter_count() - frozen:,}",
+                     f"Non-trainable params: {frozen:,} ({len(self.frozen())} frozen layers)"]
+        text += [f"Outputs: {', '.join(self.outputs)}"]
         return "\n".join(text)
 
 

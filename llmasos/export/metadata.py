@@ -10,6 +10,7 @@ name                 the model's name
 spec                 the neutral spec (JSON): rebuild the model with ``ModelSpec.from_json``
 inputs, outputs      ``[{"name", "dtype", "shape", "layout"}]``; shapes start with "batch"
 labels               class names, from ``model.metadata["labels"]``, when given
+frozen               the layers the model keeps frozen (``trainable`` False in the spec), when any
 preprocessing        e.g. ``{"scale": 0.0625}`` or ``{"mean": [...], "std": [...]}`` or a tokenizer,
                      from ``model.metadata["preprocessing"]``, when given
 optimization         what was done after export ("int8 dynamic", "fp16", ...), in order
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 
 _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)   # shapes and indices, not weights
 TOKENIZER, TEXT_INPUTS, INT8 = "llmasos.tokenizer", "llmasos.text_inputs", "llmasos.int8"
-JSON_KEYS = ("spec", "inputs", "outputs", "labels", "preprocessing", "optimization", TEXT_INPUTS, INT8)
+JSON_KEYS = ("spec", "inputs", "outputs", "labels", "frozen", "preprocessing", "optimization", TEXT_INPUTS, INT8)
 FROM_MODEL = ("labels", "preprocessing")    # keys of ``model.metadata`` that travel into the file
 
 
@@ -59,6 +60,8 @@ def export_metadata(model: "Model", config: "OnnxConfig", exporter: str) -> dict
              "name": model.name, "spec": model.spec.to_dict(),
              "inputs": [t.to_dict() for t in config.inputs], "outputs": [t.to_dict() for t in config.outputs]}
     props.update({key: model.metadata[key] for key in FROM_MODEL if model.metadata.get(key) is not None})
+    if model.spec.frozen():
+        props["frozen"] = model.spec.frozen()
     # a zoo text model (duck-typed: export does not import the zoo) carries its tokenizer along
     text_inputs = getattr(model, "text_inputs", lambda: None)()
     if text_inputs is not None:

@@ -63,7 +63,8 @@ def load(name: str, framework: str | None = None, *, pretrained: Any = False, nu
       Hugging Face cache), or a path / file name / Hugging Face repo id (see :mod:`.weights`).
     * ``num_classes``: replace the classifier head with a new one of that size (a pretrained
       head of another size is skipped, with a warning).
-    * ``freeze="backbone"``: train only the head (BatchNorm statistics stay fixed too).
+    * ``freeze="backbone"``: train only the head (BatchNorm statistics stay fixed too); the same
+      as ``model.freeze("backbone")``, and ``model.unfreeze()`` undoes it.
     * ``input_size``: an int, (H, W) or (C, H, W); default the model's own (224 for ImageNet).
     * ``logits``: output raw scores instead of softmax probabilities (as torchvision's models do).
     * ``seed``: repeatable initialisation of whatever the checkpoint does not cover.
@@ -90,13 +91,13 @@ def load(name: str, framework: str | None = None, *, pretrained: Any = False, nu
     if source is not None:
         # layers the checkpoint does not cover (a replaced head) keep their fresh initialisation
         model.set_weights({**model.get_weights(), **loaded})
-    if freeze == "backbone":
-        model.compiled.set_trainable({layer.name for layer in model.spec.layers} - {info.classifier}, False)
     head_replaced = num_classes is not None and num_classes != info.num_classes
     _, height, width = model.spec.inputs[0].shape
     model.metadata = {
-        "zoo": name, "task": info.task, "pretrained": None if source is None else str(source), "freeze": freeze,
-        "labels": None if head_replaced else info.labels,
+        "zoo": name, "task": info.task, "pretrained": None if source is None else str(source),
+        "head": [info.classifier], "labels": None if head_replaced else info.labels,
         "preprocess": {"size": [height, width], "crop_pct": info.crop_pct, "mean": [*info.mean], "std": [*info.std]},
     }
+    if freeze is not None:
+        model.freeze(freeze)
     return model

@@ -92,35 +92,17 @@ class TextModel(Model):
                  name: str = "model", tokenizer: Any = None) -> None:
         super().__init__(spec=spec, framework=framework, name=name)
         self.config, self.task, self.tokenizer = config, task, tokenizer
-        self.frozen: set[str] = set()  # layers loading froze (computed weights, a frozen backbone)
         self._parts: dict[str, Model] = {}
 
     def _like(self, framework: str) -> "TextModel":
         return type(self)(ModelSpec.from_dict(self.spec.to_dict()), self.config, self.task, framework, self.name,
                           self.tokenizer)
 
-    def to(self, framework: str) -> "TextModel":
-        """The same model (tokenizer, generation and all) in another framework, its frozen
-        layers still frozen."""
-        other = super().to(framework)
-        other.freeze(self.frozen)
-        return other
+    def _head_layers(self) -> set[str]:
+        return set(self.heads(self.task))
 
-    def _loaded(self) -> None:
-        self.freeze(self._frozen_on_load())
-
-    def _frozen_on_load(self) -> set[str]:
-        """Computed weights' layers, and the backbone when the model was loaded with freeze="backbone"."""
-        frozen = set(self.constant_weights(self.config, self.spec))
-        if self.metadata.get("freeze") == "backbone":
-            frozen |= {layer.name for layer in self.spec.layers} - set(self.heads(self.task))
-        return frozen
-
-    def freeze(self, layers: set[str]) -> None:
-        """Train ``layers`` no more (and remember it across :meth:`to`)."""
-        self.frozen = set(layers)
-        if self.frozen:
-            self.compiled.set_trainable(self.frozen, False)
+    def _fixed_layers(self) -> set[str]:
+        return set(self.constant_weights(self.config, self.spec))
 
     @classmethod
     def build_spec(cls, config: HFConfig, task: str, num_labels: int, logits: bool) -> ModelSpec:
@@ -251,8 +233,10 @@ def load_text(family: type[TextModel], info: ModelInfo, framework: str | None = 
         # a new head keeps its fresh initialisation
         model.set_weights({**model.get_weights(), **loaded, **constants})
     model.metadata = {"zoo": info.name, "task": task, "pretrained": None if folder is None else str(folder),
-                      "freeze": freeze, "config": hf_config.to_dict(), "labels": labels or None}
-    model.freeze(model._frozen_on_load())
+                      "config": hf_config.to_dict(), "labels": labels or None}
+    model.freeze(set(constants))  # computed weights never train
+    if freeze is not None:
+        model.freeze(freeze)
     return model
 
 

@@ -99,8 +99,9 @@ def _memory_plan(spec: ModelSpec) -> tuple[list[list[str]], list[bool]]:
 
 
 def train_mode(module: GraphModule) -> None:
-    """Training mode for every layer except frozen ones, which stay in eval mode (BatchNorm
-    statistics fixed, as Keras does for a non-trainable layer)."""
+    """Training mode for every layer except frozen BatchNorms, which stay in eval mode (their
+    statistics fixed, as Keras does for a non-trainable layer). Whatever switches a module back
+    to training (a trainer, predict, export) goes through here."""
     module.train()
     for block in module.blocks.values():
         if block.frozen:
@@ -181,9 +182,11 @@ class TorchModel(CompiledModel):
                     # the LSTM's recurrent bias is structurally frozen at zero
                     if not (layer.kind == "LSTM" and pname.endswith("bias_hh_l0")):
                         param.requires_grad_(trainable)
-                # a frozen layer also stops updating BatchNorm statistics, as in Keras
-                block.frozen = not trainable
-                block.train(trainable and self.module.training)
+                # a frozen BatchNorm also keeps its statistics (inference mode), as in Keras; other
+                # layers keep their mode, so a frozen layer's dropout still drops, as in Keras
+                if layer.kind == "BatchNorm":
+                    block.frozen = not trainable
+                    block.train(trainable and self.module.training)
 
 
 def build(spec: ModelSpec, seed: int | None = None) -> TorchModel:

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import torch
 
-from .build import TorchModel
+from .build import TorchModel, train_mode
 
 DEFAULT_OPSET = 18
 
@@ -48,7 +48,8 @@ def export_onnx(model: TorchModel, path: str, opset: int | None = None, *, exter
         _export_torchscript(module, tensors, path, model.spec, opset)
         return {"exporter": f"torch.onnx.export {torch.__version__} (TorchScript fallback: {reason})", "opset": opset}
     finally:
-        module.train(was_training)
+        if was_training:  # back to training mode, frozen BatchNorms excepted
+            train_mode(module)
 
 
 def _dynamic_axes(spec) -> dict[str, dict[int, str]]:
