@@ -44,8 +44,10 @@ their type and range, which also checks every cell before training starts.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import re
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -223,8 +225,10 @@ class TextDataset(Dataset):
     ``tokenizer`` is a zoo text model (its ``encode`` makes exactly its inputs, padded with its
     pad id and checked against its maximum length), a ``tokenizers.Tokenizer``, or the path of a
     ``tokenizer.json`` (``input_ids``, ``attention_mask`` and ``token_type_ids``, padded with 0).
-    Text labels become class ids: in the order of the model's label names when they are all
-    among them, else sorted; :attr:`classes` lists them.
+    Text labels become class ids: in the order of the model's label names when it has them (a
+    label not among them is a :class:`DataError`), else sorted; :attr:`classes` lists them. A
+    model numbers every dataset it is given by its own labels (:meth:`with_classes`), so the ids
+    never depend on which labels one dataset happens to hold.
 
     >>> from tokenizers import Tokenizer, models, pre_tokenizers
     >>> words = Tokenizer(models.WordLevel({"[PAD]": 0, "good": 1, "bad": 2, "film": 3}, unk_token="[PAD]"))
@@ -247,13 +251,39 @@ class TextDataset(Dataset):
         if tokenizer is None:
             raise DataError("texts need tokenizer=: a zoo text model, a tokenizers.Tokenizer or a tokenizer.json path")
         texts, labels, name = _texts(source, y, text, target)
-        labels, self.classes = _class_ids(labels, getattr(tokenizer, "metadata", None) or {}, name)
+        self._names = _text_labels(labels)  # each row's label, when the labels are text
+        if self._names is not None:
+            model_classes = named_classes((getattr(tokenizer, "metadata", None) or {}).get("labels"))
+            self.classes = model_classes or sorted(set(self._names))
+            labels = _number(self._names, self.classes, name)
 
         inputs = _tokenise(tokenizer, texts)
         self.inputs, self.name, self.mode = inputs, name, mode
         rows = len(next(iter(inputs.values())))
         self.rows = Dataset(np.arange(rows)[:, None], labels, mode=mode, dtype="int64")
         self.feature_shape = next(iter(inputs.values())).shape[1:]
+
+    def with_classes(self, classes: Sequence[str]) -> "TextDataset":
+        """The same texts (sharing their tokens) with the labels numbered by ``classes``, a
+        model's labels; a label not among them is a :class:`DataError` naming it. Numeric labels
+        stay as they are.
+
+        >>> from tokenizers import Tokenizer, models
+        >>> words = Tokenizer(models.WordLevel({"a": 0}, unk_token="a"))
+        >>> ds = Dataset(["a", "b"], ["pos", "neutral"], text="t", tokenizer=words)
+        >>> ds.classes, ds.arrays()[1].tolist()
+        (['neutral', 'pos'], [1, 0])
+        >>> ds = ds.with_classes(["neg", "neutral", "pos"])
+        >>> ds.classes, ds.arrays()[1].tolist()
+        (['neg', 'neutral', 'pos'], [2, 1])
+        """
+        if self._names is None or list(classes) == self.classes:
+            return self
+        other = copy.copy(self)
+        other.classes = list(classes)
+        other.rows = Dataset(np.arange(len(self))[:, None], _number(self._names, other.classes, self.name),
+                             mode=self.mode, dtype="int64")
+        return other
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -318,18 +348,34 @@ def _texts(source: Any, y: Any, column: str, target: str | None) -> tuple[list[s
     return texts, labels, name
 
 
-def _class_ids(labels: Any, metadata: dict, name: str) -> tuple[Any, list[str] | None]:
-    """Text labels as class ids, and the class names; numeric labels as they are."""
+def _text_labels(labels: Any) -> list[str] | None:
+    """Each row's label as a string when the labels are text; None for numbers or no labels."""
     if labels is None:
-        return None, None
+        return None
     values = np.asarray(labels)
-    if values.dtype.kind not in "OUS":
-        return values, None
-    names = [str(v) for v in values]
-    known = metadata.get("labels") or []
-    classes = list(known) if known and set(names) <= set(known) else sorted(set(names))
+    return [str(v) for v in values] if values.dtype.kind in "OUS" else None
+
+
+def named_classes(labels: Any) -> list[str] | None:
+    """A model's class names (its metadata ``labels``), or None when it names none: no list,
+    or only the placeholders ``LABEL_0, LABEL_1, ...`` a new classification head has.
+
+    >>> named_classes(["neg", "pos"]), named_classes(["LABEL_0", "LABEL_1"]), named_classes("imagenet-1k")
+    (['neg', 'pos'], None, None)
+    """
+    if not isinstance(labels, (list, tuple)) or all(re.fullmatch(r"LABEL_\d+", str(label)) for label in labels):
+        return None
+    return [str(label) for label in labels]
+
+
+def _number(names: list[str], classes: list[str], where: str) -> np.ndarray:
+    """Class ids of ``names`` in the order of ``classes``."""
     index = {label: i for i, label in enumerate(classes)}
-    return np.array([index[n] for n in names], np.int64), classes
+    unknown = sorted(set(names) - index.keys())
+    if unknown:
+        raise DataError(f"{where}: label(s) {_names(unknown)} are not among the model's labels {_names(classes)}; "
+                        f"a model's class ids are fixed once (its labels, else its first training set)")
+    return np.array([index[n] for n in names], np.int64)
 
 
 def _tokenise(tokenizer: Any, texts: list[str]) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ import numpy as np
 from . import io
 from .adapters import ENV_VAR, get_backend, installed_frameworks, resolve_framework
 from .adapters.base import CompiledModel, Trainer, Weights
+from .data import named_classes
 from .errors import DataError, SpecError, TrainingError
 from .layout import conform
 from .optim import Optimizer
@@ -328,6 +329,8 @@ class Model:
         optimizer = optimizer or self._optimizer or Optimizer("Adam", lr=0.001)
         if not isinstance(optimizer, Optimizer):
             raise TrainingError(f"optimizer must be an llmasos Optimizer, got {type(optimizer).__name__}")
+        dataset = self._numbered(dataset, fix=True)
+        validation = None if validation is None else self._numbered(validation)
         loss = resolve_loss(self.spec.final_activation(), loss)
         optimizer = self._continue_or_restart(optimizer, loss)
         self._loss, self._optimizer, self._seed = loss, optimizer, seed
@@ -342,6 +345,26 @@ class Model:
         return fit(self, trainer, dataset, loss=self._loss, optimizer=optimizer, epochs=last_epoch,
                    batch_size=batch_size, validation=validation, seed=seed, callbacks=callbacks, progress=progress,
                    history=self.history, start_epoch=self._epoch, start_step=self._step)
+
+    def _numbered(self, dataset: "Dataset", fix: bool = False) -> "Dataset":
+        """``dataset`` with its text labels numbered by the model's labels (``metadata["labels"]``),
+        so class ids mean the same in every dataset. A model that names no classes yet takes the
+        first training dataset's (``fix``), padded with ``LABEL_i`` to its outputs; until then a
+        dataset keeps its own numbering."""
+        classes = getattr(dataset, "classes", None)
+        if classes is None:
+            return dataset
+        known = named_classes(self.metadata.get("labels"))
+        if known is None:
+            if not fix:
+                return dataset
+            outputs = self.classes or len(classes)
+            if len(classes) > max(outputs, 2):
+                raise DataError(f"the training labels name {len(classes)} classes ({', '.join(classes)}) but the "
+                                f"model has {outputs} outputs")
+            known = [*classes, *(f"LABEL_{i}" for i in range(len(classes), outputs))]
+            self.metadata["labels"] = known
+        return dataset.with_classes(known)
 
     def _continue_or_restart(self, optimizer: Optimizer, loss: str) -> Optimizer:
         """The optimizer in use, with its state and step count, when ``optimizer`` has its settings
@@ -379,6 +402,7 @@ class Model:
 
     def evaluate(self, dataset: "Dataset", batch_size: int = 256, loss: str | None = None) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` on a labelled dataset (accuracy for classification)."""
+        dataset = self._numbered(dataset)
         loss = resolve_loss(self.spec.final_activation(), loss or self._loss)
         trainer = self._trainer if self._trainer is not None and self._loss == loss else \
             self.compiled.trainer(self._optimizer or Optimizer("SGD", lr=0.1), loss)

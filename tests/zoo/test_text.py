@@ -315,7 +315,9 @@ def test_fine_tuned_bert_separates_good_from_bad(framework, tmp_path):
     assert reviews.classes == ["negative", "positive"]
     model.train(reviews, Optimizer("AdamW", lr=2e-3), epochs=6, batch_size=32, seed=0)
     assert model.evaluate(model.dataset(texts[400:], labels[400:], mode="test"))["accuracy"] > 0.9
-    assert model.classify(["f1 f2 great f3", "f4 awful f5"]) == ["LABEL_1", "LABEL_0"]
+    # a new head (LABEL_0, LABEL_1) takes the first training set's labels as its names
+    assert model.metadata["labels"] == ["negative", "positive"]
+    assert model.classify(["f1 f2 great f3", "f4 awful f5"]) == ["positive", "negative"]
 
 
 # -- errors -------------------------------------------------------------------------------------
