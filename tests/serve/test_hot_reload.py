@@ -56,7 +56,7 @@ def test_hot_reload_under_load_fails_no_request(tmp_path):
         threads = [threading.Thread(target=client_loop, args=(i, deployer.url)) for i in range(8)]
         for thread in threads:
             thread.start()
-        time.sleep(0.5)
+        assert wait_for(lambda: all(answers.values()))  # every client has been answered by version 1
         _rename_in(tmp_path, 2)
         assert wait_for(lambda: deployer.repository.versions("m") == [2])
         time.sleep(0.5)
