@@ -221,9 +221,9 @@ def _add_serve(commands: Any) -> None:
                              "off by default, when they answer 403")
     parser.add_argument("--version-policy", default="latest", help="latest, latest:N, all, or pinned: 1,3")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between repository checks (0: off)")
-    parser.set_defaults(run=_serve)
     parser.add_argument("--max-concurrent", type=int, default=64,
                         help="inference requests served at once; more get 503 (default 64)")
+    parser.set_defaults(run=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -231,8 +231,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     Deployer(args.path, providers=args.providers, host=args.host, port=args.port, name=args.name,
              max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms, token=args.token,
-             version_policy=args.version_policy, poll_s=args.poll).deploy()
              token_file=args.token_file, model_control=args.model_control, max_concurrent=args.max_concurrent,
+             version_policy=args.version_policy, poll_s=args.poll).deploy()
     return 0
 
 
