@@ -11,7 +11,8 @@
   and from the 10x file loaded whole, for contrast.
 
 Each timing is the median of several alternating repeats, so noise on a shared machine hits
-both sides alike.
+both sides alike; a ratio is the median of the ratios of adjacent pairs, printed with their
+range, and the CPU heads the table.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from llmasos.cpu import describe
 
 ROWS, FEATURES, CLASSES, BATCH = 20_000, 784, 10, 32
 
@@ -58,14 +61,15 @@ def llmasos_epoch(framework, x, y):
     return epoch
 
 
-def alternate(a, b, repeats=5):
-    """Median seconds of a() and b(), run alternately after one warm-up each."""
+def alternate(a, b, repeats=7):
+    """Seconds of a() and b(), run alternately after one warm-up each: the medians, and the ratio
+    a/b of each adjacent pair (load on a shared machine hits a pair alike, so these vary less)."""
     a(), b()
     times_a, times_b = [], []
     for _ in range(repeats):
         start = time.perf_counter(); a(); times_a.append(time.perf_counter() - start)
         start = time.perf_counter(); b(); times_b.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b)
+    return statistics.median(times_a), statistics.median(times_b), [x / y for x, y in zip(times_a, times_b)]
 
 
 def bench_torch():
@@ -91,8 +95,8 @@ def bench_torch():
             loss.backward()
             torch_opt.step()
 
-    t_ours, t_raw = alternate(ours, raw)
-    return [("torch epoch: llmasos vs hand-written loop", t_ours, t_raw, 1.05)]
+    t_ours, t_raw, ratios = alternate(ours, raw)
+    return [("torch epoch: llmasos vs hand-written loop", t_ours, t_raw, 1.05, ratios)]
 
 
 def bench_tf():
@@ -111,8 +115,8 @@ def bench_tf():
     def fit():
         plain.fit(x, y, batch_size=BATCH, epochs=1, shuffle=True, verbose=0)
 
-    t_ours, t_fit = alternate(ours, fit, repeats=3)
-    return [("tf epoch: llmasos vs plain Keras fit", t_ours, t_fit, 1.0)]
+    t_ours, t_fit, ratios = alternate(ours, fit, repeats=3)
+    return [("tf epoch: llmasos vs plain Keras fit", t_ours, t_fit, 1.0, ratios)]
 
 
 def bench_import():
@@ -179,12 +183,13 @@ def main() -> None:
     rows = []
     for name in args.only.split(","):
         rows += BENCHES[name]()
-    print(f"{'measure':52s} {'ours':>10s} {'reference':>10s} {'ratio':>7s} {'target':>7s}")
-    for label, ours, ref, target in rows:
-        ratio = ours / ref if ref else float("nan")
+    print(f"CPU: {describe()}")
+    print(f"{'measure':52s} {'ours':>10s} {'reference':>10s} {'ratio':>7s} {'pairs min-max':>13s} {'target':>7s}")
+    for label, ours, ref, target, *pairs in rows:
+        ratio = statistics.median(pairs[0]) if pairs else ours / ref if ref else float("nan")
+        spread = f"{min(pairs[0]):.3f}-{max(pairs[0]):.3f}" if pairs else ""
         bound = "" if target is None else "<=" + str(target)
-        print(f"{label:52s} {ours:10.3f} {ref:10.3f} {ratio:7.3f} {bound:>7s}")
-
+        print(f"{label:52s} {ours:10.3f} {ref:10.3f} {ratio:7.3f} {spread:>13s} {bound:>7s}")
 
 if __name__ == "__main__":
     main()
