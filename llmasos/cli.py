@@ -6,7 +6,7 @@
     llmasos train CONFIG [--framework tf] [--epochs N] [--out model.h5]
     llmasos info model.h5|model.onnx                spec, framework, versions, metadata (ONNX: ops, shapes)
     llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA]
-                   [--int8-target auto|avx2|avx512|vnni|arm64] [--fp16]
+                   [--int8-target auto|avx2|avx512|vnni|arm64] [--fp16] [--external-data]
                    [--triton-repo DIR] [--kserve MANIFEST --storage-uri URI]
     llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32]
     llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token-file FILE] [--model-control]
@@ -248,6 +248,9 @@ def _add_export(commands: Any) -> None:
     parser.add_argument("-o", "--output", help="the ONNX file (default: the model's path with .onnx)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default 18)")
     parser.add_argument("--no-verify", action="store_true", help="skip comparing ONNX Runtime with the model")
+    parser.add_argument("--external-data", action="store_true",
+                        help="write the weights to <file>.data beside each file whatever their size (by default "
+                             "only past protobuf's 2 GiB limit)")
     parser.add_argument("--quantize", choices=("dynamic", "static"), help="also write an INT8 copy")
     parser.add_argument("--calibration", help="typical inputs for --quantize static (CSV, Parquet, HDF5, NumPy)")
     parser.add_argument("--int8-target", default="auto",
@@ -276,7 +279,8 @@ def _export(args: argparse.Namespace) -> int:
         raise ExportError("--kserve needs --storage-uri: where the Triton repository will be uploaded")
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".onnx")
     evaluation = Dataset(args.eval, mode="test") if args.eval else None
-    print(export.to_onnx(args.model, output, opset=args.opset, verify=not args.no_verify))
+    print(export.to_onnx(args.model, output, opset=args.opset, verify=not args.no_verify,
+                         external_data=True if args.external_data else None))
     if args.quantize:
         calibration = Dataset(args.calibration, mode="test") if args.calibration else None
         suffix = ".int8.onnx" if args.quantize == "dynamic" else ".int8-qdq.onnx"

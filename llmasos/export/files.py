@@ -42,6 +42,18 @@ def uses_external_data(proto: onnx.ModelProto) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for g in graphs(proto.graph) for t in g.initializer)
 
 
+def derived_external_data(source: str | os.PathLike) -> bool:
+    """Whether a file made from the ONNX file ``source`` (quantised, fp16, optimised) is written
+    with external data: when ``source`` is, or when its weights are near the limit. The tools
+    writing such a file are asked for external data too, as they would fail on the limit."""
+    return Path(source).stat().st_size >= EXTERNAL_DATA_BYTES or uses_external_data(check_file(source))
+
+
+def too_large(proto: onnx.ModelProto) -> bool:
+    """Whether the weights held in ``proto`` are too many bytes for one protobuf file."""
+    return sum(t.ByteSize() for g in graphs(proto.graph) for t in g.initializer) >= EXTERNAL_DATA_BYTES
+
+
 def save(proto: onnx.ModelProto, path: str | os.PathLike, external_data: bool) -> None:
     """Write ``proto`` (its weights in memory) at ``path``; with ``external_data`` the tensors of
     1 KiB or more go to :func:`data_file` beside it, rewritten whole (onnx appends otherwise)."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
+from .files import derived_external_data, save
 from .transform import OptimizationReport, derive
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def to_fp16(src: str | os.PathLike, dst: str | os.PathLike, keep_io_types: bool 
         converted = OnnxModel(convert_float_to_float16(onnx.load(source), keep_io_types=keep_io_types))
         # the converter appends its input casts at the end of the graph; the standard wants order
         converted.topological_sort()
-        onnx.save_model(converted.model, target)
+        save(converted.model, target, derived_external_data(source))
 
     return derive(src, dst, "fp16" + ("" if keep_io_types else " (fp16 inputs and outputs)"), write, eval_data,
                   check="fp16")

@@ -19,6 +19,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportError
+from .files import data_file, derived_external_data
 from .providers import session
 from .transform import OptimizationReport, derive
 
@@ -43,6 +44,11 @@ def optimize(src: str | os.PathLike, dst: str | os.PathLike, level: str = "all",
                                             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
         options.optimized_model_filepath = target
         options.log_severity_level = 3  # its warning that "all" is hardware-specific is in this docstring
+        if derived_external_data(source):  # ONNX Runtime's names for writing weights beside the file
+            options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                             data_file(target).name)
+            options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                             "1024")
         session(source, providers, options=options)
 
     return derive(src, dst, f"onnxruntime {level} optimisation", write, eval_data, check="fp32")

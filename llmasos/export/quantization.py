@@ -38,6 +38,7 @@ import onnx
 
 from ..errors import DataError, ExportError
 from .feeds import GraphInput, feed, graph_inputs
+from .files import data_file, derived_external_data, save
 from .int8_target import choose
 from .metadata import INT8
 from .providers import check_file
@@ -81,15 +82,17 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, mode: str = "dynami
     def write(source: str, output: str) -> None:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+        external = derived_external_data(source)  # each tool writes <file>.data beside its file
         with tempfile.TemporaryDirectory() as folder:
-            prepared = _preprocess(source, Path(folder) / "prepared.onnx", split_gemm=mode == "dynamic")
+            prepared = _preprocess(source, Path(folder) / "prepared.onnx", mode == "dynamic", external)
             if mode == "dynamic":
                 quantize_dynamic(prepared, output, weight_type=QuantType.QInt8, per_channel=per_channel,
-                                 reduce_range=chosen.reduce_range, op_types_to_quantize=DYNAMIC_OPS)
+                                 reduce_range=chosen.reduce_range, op_types_to_quantize=DYNAMIC_OPS,
+                                 use_external_data_format=external)
             else:
                 quantize_static(prepared, output, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                                 reduce_range=chosen.reduce_range, activation_type=QuantType.QInt8,
-                                weight_type=QuantType.QInt8)
+                                weight_type=QuantType.QInt8, use_external_data_format=external)
 
     return derive(src, dst, method, write, eval_data, check="int8", metadata={INT8: record})
 
@@ -99,15 +102,16 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, mode: str = "dynami
 DYNAMIC_OPS = ["MatMul", "Attention", "LSTM", "Gather"]
 
 
-def _preprocess(source: str, target: Path, split_gemm: bool) -> str:
+def _preprocess(source: str, target: Path, split_gemm: bool, external: bool) -> str:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(source, str(target), skip_symbolic_shape=True)
+    quant_pre_process(source, str(target), skip_symbolic_shape=True, save_as_external_data=external,
+                      all_tensors_to_one_file=True, external_data_location=data_file(target).name)
     if split_gemm:
         # after pre-processing, whose graph optimisation fuses MatMul + Add back into Gemm
         model = onnx.load(str(target))
         _split_gemm(model.graph)
-        onnx.save_model(model, str(target))
+        save(model, target, external)
     return str(target)
 
 

@@ -27,7 +27,7 @@ import onnx
 
 from .benchmark import latency
 from .feeds import random_feed
-from .files import file_size, save, staged, uses_external_data
+from .files import derived_external_data, file_size, save, staged, too_large
 from .metadata import read_metadata, write_metadata
 from .metrics import compare
 from .providers import check_file, session
@@ -99,7 +99,7 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
         proto = onnx.load(os.fspath(tmp))
         done = read_metadata(source).get("optimization") or []
         write_metadata(proto, {**read_metadata(source), **(metadata or {}), "optimization": [*done, method]})
-        save(proto, tmp, external_data=uses_external_data(source))  # as large as its source, or nearly
+        save(proto, tmp, external_data=derived_external_data(src) or too_large(proto))
         check_onnx(tmp)
         verification = verify_derived(src, tmp, check)
         metric = compare(src, tmp, eval_data) if eval_data is not None else None

@@ -83,3 +83,13 @@ def test_export_writes_a_triton_repository_and_kserve_manifest(capsys, tmp_path,
     assert service["spec"]["predictor"]["model"]["storageUri"] == "s3://models/repo"
     status, _, err = _run(capsys, "export", digits_mlp["h5"], "-o", tmp_path / "x.onnx", "--kserve", manifest)
     assert status == 2 and "--kserve needs --storage-uri" in err
+
+
+def test_export_external_data_writes_each_file_with_its_data_file(capsys, tmp_path, digits_mlp):
+    out = tmp_path / "digits.onnx"
+    status, printed, err = _run(capsys, "export", digits_mlp["h5"], "-o", out, "--external-data", "--fp16")
+    assert status == 0, err
+    assert sorted(p.name for p in tmp_path.glob("digits.*")) == [
+        "digits.fp16.onnx", "digits.fp16.onnx.data", "digits.onnx", "digits.onnx.data"]
+    assert "verified: max abs diff" in printed
+    assert export.info(out)["size_bytes"] == out.stat().st_size + (tmp_path / "digits.onnx.data").stat().st_size

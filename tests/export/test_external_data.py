@@ -114,3 +114,40 @@ def test_a_symbolic_link_out_of_the_folder_is_refused(tmp_path):
     os.symlink(tmp_path / "elsewhere.data", folder / "model.onnx.data")
     with pytest.raises(OnnxFileError, match="outside its folder"):
         export.load(folder / "model.onnx")
+
+
+def _digits_onnx(folder, digits, external_data: bool):
+    model = Model(input_dim=64, output_dim=10, framework="torch")
+    model.add_layer("Dense", 32, activation="relu").add_layer("Dense", 10, activation="softmax").build(seed=0)
+    export.to_onnx(model, folder / "digits.onnx", external_data=external_data)
+    return model.predict(digits[2][:5])
+
+
+def _derive_each(folder):
+    """quantize, to_fp16 and optimize of folder/digits.onnx, each checked for external data."""
+    export.quantize(folder / "digits.onnx", folder / "digits.int8.onnx")
+    export.to_fp16(folder / "digits.onnx", folder / "digits.fp16.onnx")
+    export.optimize(folder / "digits.onnx", folder / "digits.opt.onnx")
+    for name in ("digits.int8.onnx", "digits.fp16.onnx", "digits.opt.onnx"):
+        assert _locations(folder / name) == {f"{name}.data"}, name
+
+
+@pytest.mark.parametrize("external_source", [True, False], ids=["source-external", "past-the-limit"])
+def test_derived_files_write_external_data(tmp_path, digits, monkeypatch, external_source):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    expected = _digits_onnx(folder, digits, external_data=external_source)
+    if not external_source:  # an inline source whose weights pass a (lowered) limit
+        from llmasos.export import files
+
+        assert _locations(folder / "digits.onnx") == set()
+        monkeypatch.setattr(files, "EXTERNAL_DATA_BYTES", 4096)
+    _derive_each(folder)
+    names = ["digits.onnx", "digits.int8.onnx", "digits.fp16.onnx", "digits.opt.onnx"]
+    data = [f"{name}.data" for name in names[1:]] + (["digits.onnx.data"] if external_source else [])
+    # nothing else in the folder (no temporary, no stray data file) and nothing written beside it
+    assert sorted(os.listdir(folder)) == sorted(names + data) and os.listdir(tmp_path) == ["models"]
+    x = digits[2][:5]
+    for name, atol in (("digits.opt.onnx", 1e-5), ("digits.fp16.onnx", 1e-2), ("digits.int8.onnx", 0.1)):
+        got = export.load(folder / name).run(None, {"input": x})[0]
+        np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
