@@ -261,6 +261,9 @@ class Model:
                 value = value.reshape(target)
             dtype = np.int64 if spec_input.dtype == "int64" else np.float32
             if spec_input.dtype == "int64" and not np.issubdtype(value.dtype, np.integer):
+                if self.spec.is_mask(spec_input.name):
+                    raise DataError(f"input {spec_input.name!r} takes an int64 mask (0/1), as tokenizers return "
+                                    f"it; got {value.dtype}: pass {spec_input.name}.astype('int64')")
                 raise DataError(f"input {spec_input.name!r} takes integer ids, got {value.dtype}")
             out.append(np.ascontiguousarray(value, dtype=dtype))
         return out

@@ -251,6 +251,11 @@ class ModelSpec:
                         if layer.kind == "Embedding" and name in layer.inputs]
         return min(vocabularies, default=2)
 
+    def is_mask(self, name: str) -> bool:
+        """Whether the input ``name`` feeds an Attention as its key mask (0/1) rather than ids."""
+        return any(_is_mask(layer, index) for layer in self.layers for index, source in enumerate(layer.inputs)
+                   if source == name)
+
     def weight_shapes(self) -> dict[str, dict[str, tuple]]:
         """Neutral weight shapes by layer, for layers that own weights."""
         shapes = self.shapes()

@@ -185,3 +185,20 @@ def test_freezing_layers_keeps_their_weights(framework, digits):
     after = model.get_weights()
     np.testing.assert_array_equal(after["dense"]["kernel"], before["dense"]["kernel"])
     assert not np.array_equal(after["dense_1"]["kernel"], before["dense_1"]["kernel"])
+
+
+def test_a_float_mask_or_float_ids_are_refused_with_what_to_pass():
+    from llmasos.spec import ModelSpec
+
+    spec = ModelSpec().add_input("input_ids", (5,), "int64").add_input("attention_mask", (5,), "int64")
+    spec.add("Embedding", 8, vocab_size=20, name="embed", inputs="input_ids")
+    spec.add("Attention", 2, name="attention", inputs=["embed", "embed", "embed", "attention_mask"])
+    model = Model(spec=spec.set_outputs("attention"), framework="torch")
+    ids, mask = np.ones((1, 5), np.int64), np.ones((1, 5), np.float32)
+    with pytest.raises(DataError, match=r"input 'attention_mask' takes an int64 mask \(0/1\), as tokenizers return "
+                                        r"it; got float32: pass attention_mask.astype\('int64'\)"):
+        model.shape_input({"input_ids": ids, "attention_mask": mask})
+    with pytest.raises(DataError, match="input 'input_ids' takes integer ids, got float32"):
+        model.shape_input({"input_ids": ids.astype(np.float32), "attention_mask": mask.astype(np.int64)})
+    assert [a.dtype for a in model.shape_input({"input_ids": ids, "attention_mask": mask.astype(np.int64)})] == [
+        np.int64, np.int64]
