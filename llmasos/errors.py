@@ -74,6 +74,15 @@ class ExportError(LlmasosError, ValueError):
     write at the asked opset (the message names both and the framework), a missing folder."""
 
 
+class SlowerError(ExportError):
+    """A rewritten ONNX file ran slower than its source, so it was not written; ``ratios`` holds
+    its latency over the source's per batch size."""
+
+    def __init__(self, message: str, ratios: dict[int, float] | None = None) -> None:
+        super().__init__(message)
+        self.ratios = ratios or {}
+
+
 class VerificationError(ExportError):
     """An ONNX file does not compute what its source model computes: different output names or
     shapes, or values further apart than the tolerance (both numbers are in the message)."""

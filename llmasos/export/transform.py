@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
+from ..errors import SlowerError
 from .benchmark import latency
 from .feeds import random_feed
 from .files import derived_external_data, file_size, save, staged, too_large
@@ -81,8 +82,8 @@ class OptimizationReport:
 
 
 def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: Callable[[str, str], None],
-           eval_data: "Dataset | None" = None, *, check: str, metadata: dict[str, Any] | None = None
-           ) -> OptimizationReport:
+           eval_data: "Dataset | None" = None, *, check: str, metadata: dict[str, Any] | None = None,
+           max_slowdown: float | None = None) -> OptimizationReport:
     """Make ``dst`` from ``src`` with ``write(src, tmp)`` and report on it.
 
     ``src`` is checked first (a missing or non-ONNX file, or missing external data, is an
@@ -91,6 +92,9 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
     "fp16" or "int8"; a :class:`~llmasos.errors.VerificationError` otherwise) before it is
     renamed into place, so a failure leaves any old ``dst`` untouched; it keeps ``src``'s
     metadata, with ``method`` appended to ``optimization`` and ``metadata`` added.
+
+    With ``max_slowdown`` (e.g. 1.05), a result whose latency exceeds the source's by more than
+    that factor at any measured batch size is not written either: :class:`~llmasos.errors.SlowerError`.
     """
     started = time.perf_counter()
     source = check_file(src)
@@ -104,6 +108,11 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
         verification = verify_derived(src, tmp, check)
         metric = compare(src, tmp, eval_data) if eval_data is not None else None
         before, after = _latencies(Path(src), tmp)
+        ratios = {batch: after[batch] / before[batch] for batch in after}
+        if max_slowdown is not None and max(ratios.values()) > max_slowdown:
+            raise SlowerError(f"{method} made {os.fspath(src)} slower (" + ", ".join(
+                f"batch {batch}: {ratio:.2f}x its latency" for batch, ratio in ratios.items()) +
+                f", above {max_slowdown:g}x); the file is not written", ratios)
         size = file_size(tmp)
     return OptimizationReport(path=os.fspath(dst), source=os.fspath(src), method=method, size_bytes=size,
                               source_size_bytes=file_size(src), latency_ms=after,

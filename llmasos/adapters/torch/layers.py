@@ -34,6 +34,11 @@ def activate(x: torch.Tensor, name: str, negative_slope: float | None = 0.01) ->
     raise ValueError(f"unknown activation {name!r}")
 
 
+def _exporting() -> bool:
+    """True while torch.onnx traces the model (the dynamo exporter, or the TorchScript one)."""
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 class Layer(nn.Module):
     """A spec layer: ``forward(*inputs)`` returns the pre-activation value; :meth:`finish` applies
     the fused activation, so the graph can leave it out when training on logits."""
@@ -265,7 +270,12 @@ class MultiHeadAttention(Layer):
 class Attention(Layer):
     """Scaled dot-product attention on projected (batch, L, heads * d) tensors. Masks are additive
     with the float32 minimum rather than boolean, so a query that may see no key averages the
-    values (as in the TF adapter) instead of giving NaN."""
+    values (as in the TF adapter) instead of giving NaN.
+
+    While exported to ONNX, attention without a causal mask is written out op by op in the form
+    ONNX Runtime's transformer optimizer fuses into one ``Attention`` op (as it does Hugging
+    Face's BERT exports): torch's ``scaled_dot_product_attention`` decomposes into a graph it
+    does not recognise, with extra scalings and transposes."""
 
     def __init__(self, config, shapes):
         super().__init__(config, shapes)
@@ -275,6 +285,8 @@ class Attention(Layer):
         return x.reshape(x.shape[0], x.shape[1], self.heads, x.shape[2] // self.heads).transpose(1, 2)
 
     def forward(self, query, key, value, mask=None):
+        if not self.causal and _exporting():
+            return self._written_out(query, key, value, mask)
         allowed = None if mask is None else (mask != 0)[:, None, None, :]
         if self.causal:
             q_len, k_len = query.shape[1], key.shape[1]
@@ -285,6 +297,19 @@ class Attention(Layer):
         bias = None if allowed is None else torch.where(allowed, 0.0, torch.finfo(query.dtype).min)
         out = F.scaled_dot_product_attention(self._heads(query), self._heads(key), self._heads(value), attn_mask=bias,
                                              dropout_p=self.dropout if self.training else 0.0)
+        return out.transpose(1, 2).reshape(query.shape[0], query.shape[1], value.shape[2])
+
+    def _written_out(self, query, key, value, mask):
+        """The same numbers as :meth:`forward` in inference, as ONNX Runtime's BERT attention
+        fusion expects them: softmax(q k^T / sqrt(d) + (1 - allowed) * min) v, with k reshaped
+        straight to (batch, heads, d, L) and the mask a (batch, L) tensor unsqueezed twice."""
+        depth = key.shape[2] // self.heads
+        keys = key.reshape(key.shape[0], key.shape[1], self.heads, depth).permute(0, 2, 3, 1)
+        scores = torch.matmul(self._heads(query), keys) / math.sqrt(depth)
+        if mask is not None:
+            allowed = (mask != 0)[:, None, None, :].to(scores.dtype)
+            scores = scores + (1.0 - allowed) * torch.finfo(scores.dtype).min
+        out = torch.matmul(F.softmax(scores, dim=-1), self._heads(value))
         return out.transpose(1, 2).reshape(query.shape[0], query.shape[1], value.shape[2])
 
 

@@ -1,0 +1,86 @@
+"""export.optimize on transformers: ONNX Runtime's transformer fusions (one Attention op per
+block, as Optimum's O2 gives) on a small BERT, the same numbers for any padding, and a rewrite
+that is slower than its source never kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from llmasos import export, zoo
+from llmasos.errors import ExportError
+from llmasos.export.fusion import split_unsqueezes
+
+BERT = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 64, "max_position_embeddings": 128}  # random_feed times length 128
+
+
+@pytest.fixture(scope="module")
+def bert_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fusion") / "bert.onnx"
+    export.to_onnx(zoo.load("bert", "torch", config=BERT), path)
+    return path
+
+
+def _padded(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Padding on the right, on the left and between tokens: the fused mask must take them all."""
+    mask = np.ones((3, 12), np.int64)
+    mask[0, 8:], mask[1, :5], mask[2, 3:6] = 0, 0, 0
+    return {"input_ids": rng.integers(0, 100, (3, 12)), "attention_mask": mask,
+            "token_type_ids": np.zeros((3, 12), np.int64)}
+
+
+def _run(path, feed) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+
+
+@pytest.mark.torch
+def test_a_bert_export_fuses_into_one_attention_op_per_block(tmp_path, bert_onnx):
+    target = tmp_path / "bert.opt.onnx"
+    report = export.optimize(bert_onnx, target, max_slowdown=None)
+    ops = export.info(target)["ops"]
+    assert report.method == "onnxruntime transformer fusions"
+    assert ops.get("com.microsoft.Attention") == BERT["num_hidden_layers"]
+    assert ops.get("com.microsoft.SkipLayerNormalization", 0) >= 2 * BERT["num_hidden_layers"]
+    assert "Softmax" not in ops and "Erf" not in ops  # attention and GELU are all fused
+    feed = _padded(np.random.default_rng(0))
+    np.testing.assert_allclose(_run(target, feed), _run(bert_onnx, feed), atol=1e-5)
+    assert export.info(target)["optimization"] == ["onnxruntime transformer fusions"]
+
+
+@pytest.mark.torch
+def test_a_rewrite_slower_than_its_source_is_not_kept(tmp_path, bert_onnx):
+    # every latency ratio is above 0: each rewrite counts as slower, and the source graph is kept
+    report = export.optimize(bert_onnx, tmp_path / "same.onnx", max_slowdown=0.0)
+    assert report.method.startswith("none: slower after onnxruntime transformer fusions")
+    assert "onnxruntime all optimisation" in report.method
+    assert export.info(tmp_path / "same.onnx")["ops"] == export.info(bert_onnx)["ops"]
+
+
+@pytest.mark.torch
+def test_transformer_true_refuses_a_file_without_attention(tmp_path, bert_onnx):
+    plain = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])]))
+    onnx.save(plain, tmp_path / "relu.onnx")
+    with pytest.raises(ExportError, match="not a transformer"):
+        export.optimize(tmp_path / "relu.onnx", tmp_path / "o.onnx", transformer=True)
+    report = export.optimize(bert_onnx, tmp_path / "plain.onnx", transformer=False, max_slowdown=None)
+    assert report.method == "onnxruntime all optimisation"
+
+
+def test_split_unsqueezes_keeps_the_result(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["x", "axes"], ["y"], name="u")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, ["b", "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)],
+        [numpy_helper.from_array(np.array([2, 1], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    split_unsqueezes(model.graph)
+    assert [n.op_type for n in model.graph.node] == ["Unsqueeze", "Unsqueeze"]
+    onnx.save(model, tmp_path / "split.onnx")
+    x = np.arange(6).reshape(2, 3)
+    assert _run(tmp_path / "split.onnx", {"x": x}).shape == (2, 1, 1, 3)
