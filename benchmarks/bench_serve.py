@@ -7,7 +7,9 @@ For each model and concurrency (1, 8, 32) it measures in-process ``InferenceSess
 that many threads (the limit), then the Deployer over loopback HTTP without and with dynamic
 batching. Every request carries one sample (batch 1) in the binary tensor extension. The load
 generator is a separate process (asyncio, raw keep-alive HTTP/1.1), bounded by a request count and a time limit.
-Ratios are HTTP throughput over in-process throughput.
+Ratios are HTTP throughput over in-process throughput; both sides open the model with the
+server's session options (``llmasos.serve.version.session_options``: worker threads that do not
+spin), so the ratio is what HTTP costs, on a machine the load generator shares with the server.
 """
 
 from __future__ import annotations
@@ -83,7 +85,10 @@ def in_process(path: Path, x: np.ndarray, concurrency: int, requests: int, secon
     """``concurrency`` threads calling one session, batch 1 each, until either bound is reached."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from llmasos.serve.version import session_options
+
+    # the server's own session options, so the ratio measures HTTP and nothing else
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     feeds = {session.get_inputs()[0].name: x}
     for _ in range(5):
         session.run(None, feeds)
