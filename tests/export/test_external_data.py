@@ -151,3 +151,18 @@ def test_derived_files_write_external_data(tmp_path, digits, monkeypatch, extern
     for name, atol in (("digits.opt.onnx", 1e-5), ("digits.fp16.onnx", 1e-2), ("digits.int8.onnx", 0.1)):
         got = export.load(folder / name).run(None, {"input": x})[0]
         np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
+
+
+def test_tensorflow_writes_external_data_in_the_torch_layout(tmp_path, digits):
+    pytest.importorskip("tensorflow")
+    model = Model(input_shape=(1, 8, 8), output_dim=10, framework="tf")
+    model.add_layer("Conv2D", 8, kernel_size=3, activation="relu").add_layer("Flatten")
+    model.add_layer("Dense", 10, activation="softmax").build(seed=0)
+    report = export.to_onnx(model, tmp_path / "cnn.onnx", external_data=True)  # tf2onnx's large-model path
+    assert sorted(os.listdir(tmp_path)) == ["cnn.onnx", "cnn.onnx.data"]     # not tf2onnx's zip
+    assert _locations(tmp_path / "cnn.onnx") == {"cnn.onnx.data"}
+    assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-5
+    assert "product" not in np.__dict__  # the NumPy 2 shim for tf2onnx is gone again
+    x = digits[2][:5].reshape(-1, 1, 8, 8)
+    got = export.load(tmp_path / "cnn.onnx").run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, model.predict(x), atol=1e-5, rtol=0)
