@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import onnx
 
 from ..errors import ExportError, SlowerError
-from .files import data_file, derived_external_data, save, uses_external_data
+from .files import data_file, derived_external_data, save
 from .fusion import MS_DOMAIN, attention_shape, fuse_transformer
 from .metadata import read_metadata
 from .providers import check_file, resolve, session
@@ -117,5 +117,5 @@ def _copy(source: str, target: str) -> None:
 
 
 def _load(path: str) -> tuple[onnx.ModelProto, bool]:
-    """The model with its weights, and whether they were in external data (to be written alike)."""
-    return onnx.load(path), uses_external_data(onnx.load(path, load_external_data=False))
+    """The model with its weights, and whether a file made from it is written with external data."""
+    return onnx.load(path), derived_external_data(path)
