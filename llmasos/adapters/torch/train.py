@@ -22,14 +22,17 @@ _STATE_KEYS = {
 
 def _make_optimizer(optimizer: Optimizer, params) -> torch.optim.Optimizer:
     o = optimizer.options
+    # foreach: one multi-tensor kernel per update instead of a Python loop over parameters (torch
+    # picks it by default on CUDA only; on CPU it saves several dispatches per weight per step)
     if optimizer.kind == "sgd":
         return torch.optim.SGD(params, lr=optimizer.lr, momentum=o["momentum"], nesterov=o["nesterov"],
-                               weight_decay=o["weight_decay"])
+                               weight_decay=o["weight_decay"], foreach=True)
     if optimizer.kind in ("adam", "adamw"):
         cls = torch.optim.Adam if optimizer.kind == "adam" else torch.optim.AdamW
-        return cls(params, lr=optimizer.lr, betas=o["betas"], eps=o["eps"], weight_decay=o["weight_decay"])
+        return cls(params, lr=optimizer.lr, betas=o["betas"], eps=o["eps"], weight_decay=o["weight_decay"],
+                   foreach=True)
     return torch.optim.RMSprop(params, lr=optimizer.lr, alpha=o["alpha"], eps=o["eps"], momentum=o["momentum"],
-                               weight_decay=o["weight_decay"])
+                               weight_decay=o["weight_decay"], foreach=True)
 
 
 def compute_loss(loss: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
