@@ -217,25 +217,35 @@ class ModelSpec:
                                 f"{', '.join(map(str, ins))}: {err}") from None
         return shapes
 
-    def fitting_length(self, at_least: int) -> int:
-        """A size for every dynamic input dimension, ``at_least`` or that doubled until every
-        layer fits (a waveform must cover its convolutions' receptive field), for example inputs.
+    def fitting_length(self, preferred: int) -> int:
+        """A size for every dynamic input dimension, for example inputs: ``preferred`` when every
+        layer takes it, else ``preferred`` doubled until it fits (a waveform must cover its
+        convolutions' receptive field), else halved until it fits (a sequence may not outgrow its
+        position table). :class:`SpecError` when no such size from 1 to 2**25 fits.
 
         >>> spec = ModelSpec.sequential((None,)).add("Reshape", [1, -1]).add("Conv1D", 2, kernel_size=10)
         >>> spec.fitting_length(3)
         12
+        >>> ModelSpec.sequential((None, 8)).add("PositionEmbedding", 16).fitting_length(128)
+        16
         """
-        length = at_least
-        while True:
-            concrete = ModelSpec([InputSpec(i.name, tuple(length if d is None else d for d in i.shape), i.dtype)
-                                  for i in self.inputs], self.layers, self.outputs)
-            try:
-                concrete.shapes()
+        larger = [preferred * 2 ** k for k in range(26) if preferred * 2 ** k <= 2 ** 25]
+        smaller = [preferred // 2 ** k for k in range(1, preferred.bit_length())]
+        for length in larger + smaller:
+            if self._fits(length):
                 return length
-            except SpecError:
-                if length > 2 ** 24:
-                    raise SpecError(f"no size of the dynamic dimensions up to {length} fits every layer") from None
-                length *= 2
+        raise SpecError(f"no size of the dynamic dimensions fits every layer: tried {preferred} doubled up to "
+                        f"{larger[-1]} and halved down to 1")
+
+    def _fits(self, length: int) -> bool:
+        """Whether every layer takes ``length`` in each dynamic input dimension."""
+        concrete = ModelSpec([InputSpec(i.name, tuple(length if d is None else d for d in i.shape), i.dtype)
+                              for i in self.inputs], self.layers, self.outputs)
+        try:
+            concrete.shapes()
+            return True
+        except SpecError:
+            return False
 
     def dtypes(self) -> dict[str, str]:
         """Dtype of every node: inputs as declared, Embedding ids in, floats everywhere else."""
