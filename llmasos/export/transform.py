@@ -26,7 +26,6 @@ import numpy as np
 import onnx
 
 from ..errors import SlowerError
-from .benchmark import latency
 from .feeds import random_feed
 from .files import derived_external_data, file_size, save, staged, too_large
 from .metadata import read_metadata, write_metadata
@@ -38,8 +37,8 @@ if TYPE_CHECKING:
     from ..data import Dataset
 
 LATENCY_BATCHES = (1, 32)
-LATENCY_SECONDS = 0.3         # per file and batch size
-LATENCY_ROUNDS = 3
+LATENCY_SECONDS = 0.3         # per batch size, all files together, after one warm-up run each
+LATENCY_TURNS = (2, 200)      # at least and at most this many timed runs per file and batch size
 
 
 @dataclass
@@ -121,17 +120,24 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
 
 
 def _latencies(*paths: Path) -> list[dict[int, float]]:
-    """Median ms per batch size of each file; the files take turns, so load on a shared machine
-    hits them alike."""
+    """Median ms per batch size of each file, cheap enough for a big model at batch 32 (seconds a
+    run on a small CPU): one warm-up run each, then the files take turns, one run each, so load on
+    a shared machine hits them alike, until ``LATENCY_SECONDS`` have passed, with two turns at
+    least (one is too noisy on a loaded machine): a small model gets many turns, BERT-base at
+    batch 32 two, where two warm-ups and three rounds cost five runs a file."""
     protos, sessions = [check_file(p) for p in paths], [session(p) for p in paths]
     out: list[dict[int, float]] = [{} for _ in paths]
     for batch in LATENCY_BATCHES:
         feeds = [random_feed(proto, batch) for proto in protos]
-        times: list[list[np.ndarray]] = [[] for _ in paths]
-        for round_ in range(LATENCY_ROUNDS):
+        for sess, feed in zip(sessions, feeds):  # the first run allocates memory and picks kernels
+            sess.run(None, feed)
+        times: list[list[float]] = [[] for _ in paths]
+        deadline = time.perf_counter() + LATENCY_SECONDS
+        while len(times[0]) < LATENCY_TURNS[0] or (len(times[0]) < LATENCY_TURNS[1] and time.perf_counter() < deadline):
             for sess, feed, found in zip(sessions, feeds, times):
-                found.append(latency(sess, feed, LATENCY_SECONDS / LATENCY_ROUNDS, min_runs=1,
-                                     warmup=2 if round_ == 0 else 0))
+                start = time.perf_counter()
+                sess.run(None, feed)
+                found.append((time.perf_counter() - start) * 1e3)
         for result, found in zip(out, times):
-            result[batch] = float(np.median(np.concatenate(found)))
+            result[batch] = float(np.median(found))
     return out
