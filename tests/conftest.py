@@ -28,3 +28,16 @@ def digits():
     x, y = x[order], y[order]
     cut = int(0.8 * len(x))
     return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+class ModelsByFramework(dict):
+    """``{framework: model}`` that compiles each framework's model on first use, so a shared
+    fixture works where only one framework is installed (``tox -e torch``, ``tox -e tf``)."""
+
+    def __init__(self, load):
+        super().__init__()
+        self._load = load
+
+    def __missing__(self, framework: str):
+        self[framework] = model = self._load(framework)
+        return model

@@ -13,7 +13,7 @@ import pytest
 from llmasos import Dataset, Optimizer, export, zoo
 from llmasos.errors import DataError, WeightsError, WeightsNotFoundError
 
-from ..conftest import framework_params
+from ..conftest import ModelsByFramework, framework_params
 from .conftest import onnx_signature
 
 pytestmark = pytest.mark.torch  # the references are transformers' torch models
@@ -76,7 +76,7 @@ def hf(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gpt2_models(hf):
     """The test GPT-2 loaded in each framework (each load compiles a model: share them)."""
-    return {framework: zoo.load("gpt2", framework, pretrained=hf["folder"] / "gpt2") for framework in ("torch", "tf")}
+    return ModelsByFramework(lambda framework: zoo.load("gpt2", framework, pretrained=hf["folder"] / "gpt2"))
 
 
 # -- parity with transformers -------------------------------------------------------------------
@@ -162,6 +162,8 @@ def test_generate_from_text_with_the_folders_tokenizer(gpt2_models):
         gpt2_models["torch"].generate("w3", max_new_tokens=5), text]
 
 
+@pytest.mark.torch
+@pytest.mark.tf
 def test_gpt2_head_is_tied_to_wte_in_both_frameworks(gpt2_models):
     model = gpt2_models["torch"]
     assert "logits" not in model.get_weights()

@@ -14,7 +14,7 @@ from llmasos.export import load
 from llmasos.errors import DataError, WeightsError
 from llmasos.zoo.marian import sinusoids
 
-from ..conftest import framework_params
+from ..conftest import ModelsByFramework, framework_params
 from .conftest import onnx_signature
 
 pytestmark = [pytest.mark.torch,  # the reference is transformers' torch model
@@ -80,7 +80,7 @@ def hf(tmp_path_factory):
 @pytest.fixture(scope="module")
 def models(hf):
     """The test Marian loaded in each framework (each load compiles three models: share them)."""
-    return {framework: zoo.load("marian", framework, pretrained=hf["folder"]) for framework in ("torch", "tf")}
+    return ModelsByFramework(lambda framework: zoo.load("marian", framework, pretrained=hf["folder"]))
 
 
 def _inputs(hf) -> dict:
