@@ -17,6 +17,7 @@ import numpy as np
 
 from .adapters.base import LOSSES
 from .errors import DataError, TrainingError
+from .metrics import correct_count
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -229,12 +230,12 @@ def run_epoch(trainer, batches, step: int, lr_at, progress, loss: str, shape_inp
     total_loss = correct = seen = 0.0
     for x, y in batches:
         lr = lr_at(step)
-        batch_loss, batch_correct = trainer.train_step(shape_input(x), y, lr)
+        batch_loss, outputs = trainer.train_step(shape_input(x), y, lr)
         if not math.isfinite(batch_loss):
             raise TrainingError(f"the loss became {batch_loss} at step {step}; lower the learning rate "
                                 f"(it was {lr:g}) or check the data for extreme values")
         total_loss += batch_loss
-        correct += batch_correct
+        correct += correct_count(loss, outputs, y)
         seen += len(y)
         step += 1
         if progress is not None:
@@ -252,9 +253,9 @@ def evaluate(trainer, dataset: "Dataset", batch_size: int, loss: str, classes: i
     check_labels(dataset, loss, classes)
     total_loss = correct = seen = 0.0
     for x, y in dataset.batches(batch_size):
-        batch_loss, batch_correct = trainer.eval_step(shape_input(x), y)
+        batch_loss, outputs = trainer.eval_step(shape_input(x), y)
         total_loss += batch_loss
-        correct += batch_correct
+        correct += correct_count(loss, outputs, y)
         seen += len(y)
     if seen == 0:
         raise DataError("the evaluation dataset is empty")

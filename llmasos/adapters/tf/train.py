@@ -14,7 +14,7 @@ so a schedule never retraces it.
 >>> from llmasos.adapters.tf.build import build
 >>> model = build(ModelSpec.sequential((4,)).add("Dense", 3, activation="softmax"), seed=0)
 >>> trainer = model.trainer(Optimizer("SGD", lr=0.1, momentum=0.9), "cross_entropy", seed=0)
->>> loss_sum, correct = trainer.train_step([np.ones((2, 4), np.float32)], np.array([0, 2]), lr=0.1)
+>>> loss_sum, outputs = trainer.train_step([np.ones((2, 4), np.float32)], np.array([0, 2]), lr=0.1)
 >>> sorted(trainer.get_state()["slots"]["momentum"]["dense"])
 ['bias', 'kernel']
 """
@@ -41,19 +41,15 @@ def _scalar(value) -> tf.Tensor:
     return tf.cast(value, _F32)
 
 
-def compute_loss(loss: str, out: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mean loss and the number of correct predictions (for binary: per-sample mean over units)."""
+def compute_loss(loss: str, out: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """The mean loss; classification losses take logits."""
     if loss == "cross_entropy":
-        value = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(target, out))
-        return value, tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, axis=1), target), _F32))
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(target, out))
     target = tf.reshape(target, tf.shape(out))
     if loss == "binary_cross_entropy":
-        value = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(target, out))
-        hits = tf.cast(tf.equal(out > 0, target > 0.5), _F32)
-        return value, tf.reduce_sum(tf.reduce_mean(tf.reshape(hits, [tf.shape(out)[0], -1]), axis=1))
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(target, out))
     error = out - target
-    value = tf.reduce_mean(tf.square(error) if loss == "mse" else tf.abs(error))
-    return value, tf.zeros((), _F32)
+    return tf.reduce_mean(tf.square(error) if loss == "mse" else tf.abs(error))
 
 
 class _Rule:
@@ -147,24 +143,26 @@ class TFTrainer(Trainer):
 
     def _train_step(self, inputs, target):
         with tf.GradientTape() as tape:
-            value, correct = compute_loss(self.loss, self._forward(inputs, True), target)
+            out = self._forward(inputs, True)
+            value = compute_loss(self.loss, out, target)
         grads = tape.gradient(value, [var for _, _, var in self.entries])
         step = self.steps.assign_add(1)
         scalars = self.rule.scalars(self.lr, step)
         for (layer, name, var), grad in zip(self.entries, grads):
             if grad is not None:  # weights that do not reach the loss are left alone, as in torch
                 self.rule.apply(var, tf.convert_to_tensor(grad), self.slots[layer, name], scalars)
-        return tf.stack([value, correct])
+        return value, out
 
     def _eval_step(self, inputs, target):
-        return tf.stack(compute_loss(self.loss, self._forward(inputs, False), target))
+        out = self._forward(inputs, False)
+        return compute_loss(self.loss, out, target), out
 
     def _target(self, target: np.ndarray) -> np.ndarray:
         if self.loss == "cross_entropy":
             return np.asarray(target, dtype=np.int64).reshape(-1)
         return np.asarray(target, dtype=np.float32)
 
-    def train_step(self, inputs: list[np.ndarray], target: np.ndarray, lr: float) -> tuple[float, float]:
+    def train_step(self, inputs: list[np.ndarray], target: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
         if self.version != self.model.trainable_version:
             self._collect()
         if self._train is None:
@@ -172,14 +170,14 @@ class TFTrainer(Trainer):
         if lr != self._lr_value:  # assign only on change: a constant rate costs nothing per step
             self.lr.assign(lr)
             self._lr_value = lr
-        value, correct = self._train(self.model.feed(inputs), self._target(target)).numpy()
-        return float(value) * len(target), float(correct)
+        value, out = self._train(self.model.feed(inputs), self._target(target))
+        return float(value) * len(target), out.numpy()
 
-    def eval_step(self, inputs: list[np.ndarray], target: np.ndarray) -> tuple[float, float]:
+    def eval_step(self, inputs: list[np.ndarray], target: np.ndarray) -> tuple[float, np.ndarray]:
         if self._eval is None:
             self._eval = self._trace(self._eval_step)
-        value, correct = self._eval(self.model.feed(inputs), self._target(target)).numpy()
-        return float(value) * len(target), float(correct)
+        value, out = self._eval(self.model.feed(inputs), self._target(target))
+        return float(value) * len(target), out.numpy()
 
     def reseed(self, seed: int | None) -> None:
         if seed is None:

@@ -45,21 +45,10 @@ def compute_loss(loss: str, out: torch.Tensor, target: torch.Tensor) -> torch.Te
     return F.mse_loss(out, target) if loss == "mse" else F.l1_loss(out, target)
 
 
-def count_correct(loss: str, out: torch.Tensor, target: np.ndarray) -> float:
-    """Correct predictions in the batch (binary: per sample, the share of correct output units).
-
-    Counted in NumPy on a CPU tensor's memory: each torch op costs several microseconds of
-    dispatch, which on a small model is a few percent of a training step; NumPy's cost a fraction.
-    """
-    if loss not in ("cross_entropy", "binary_cross_entropy"):
-        return 0.0
+def _numpy(out: torch.Tensor) -> np.ndarray:
+    """The outputs as NumPy for the neutral metrics (a view of a CPU tensor's memory, no copy)."""
     values = out.detach()
-    values = values.numpy() if values.device.type == "cpu" else values.cpu().numpy()
-    target = np.asarray(target)
-    if loss == "cross_entropy":
-        return float(np.count_nonzero(values.argmax(axis=1) == target.reshape(-1)))
-    hits = (values > 0) == (target.reshape(values.shape) > 0.5)
-    return float(hits.reshape(len(values), -1).mean(axis=1, dtype=values.dtype).sum())
+    return values.numpy() if values.device.type == "cpu" else values.cpu().numpy()
 
 
 class TorchTrainer(Trainer):
@@ -97,20 +86,18 @@ class TorchTrainer(Trainer):
                 group["lr"] = lr
             self._lr = lr
         out = self._forward(inputs)
-        correct = count_correct(self.loss, out, target)
         value = compute_loss(self.loss, out, self._target(target))
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
         self.optimizer.step()
         self.steps += 1
-        return value.item() * len(target), correct
+        return value.item() * len(target), _numpy(out)
 
     def eval_step(self, inputs, target):
         self.module.eval()
         with torch.inference_mode():
             out = self._forward(inputs)
-            return compute_loss(self.loss, out, self._target(target)).item() * len(target), count_correct(
-                self.loss, out, target)
+            return compute_loss(self.loss, out, self._target(target)).item() * len(target), _numpy(out)
 
     def _slots(self):
         """(layer kind, layer, weight, tensors) for trainable neutral weights."""
