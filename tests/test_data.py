@@ -245,13 +245,13 @@ def test_streaming_memory_stays_near_one_chunk(tmp_path):
 
 
 def test_large_files_stream_by_default(tmp_path, monkeypatch):
-    import llmasos.data as data
+    import llmasos.data.base as base
 
     path = tmp_path / "small.csv"
     pd.DataFrame({"a": np.arange(50.0), "label": np.arange(50) % 2}).to_csv(path, index=False)
     assert not Dataset(path).streaming
-    monkeypatch.setattr(data, "STREAM_BYTES", 100)                   # pretend the file is huge
-    monkeypatch.setattr(data, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(base, "STREAM_BYTES", 100)                   # pretend the file is huge
+    monkeypatch.setattr(base, "CHUNK_BYTES", 64)
     ds = Dataset(path, mode="test")
     assert ds.streaming and ds._source.chunk_count > 5
     np.testing.assert_array_equal(ds.arrays()[0][:, 0], np.arange(50.0))
