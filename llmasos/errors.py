@@ -16,6 +16,11 @@ class SpecError(LlmasosError, ValueError):
     """A model spec is invalid: unknown layer, bad option, or shapes that do not fit."""
 
 
+class UnknownLayerError(SpecError):
+    """A layer name is neither built in nor registered: a typo, or a custom layer whose module was
+    not imported (``@llmasos.layers.register``) before the model was built or loaded."""
+
+
 class FrameworkError(LlmasosError, ValueError):
     """An unknown framework name was asked for."""
 

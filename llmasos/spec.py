@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import layers as catalog
-from .errors import SpecError
+from .errors import SpecError, UnknownLayerError
+from .layers import catalog
 
 DTYPES = ("float32", "int64")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -284,7 +284,8 @@ class ModelSpec:
         """The activation applied last on the single output, "linear" when none."""
         if len(self.outputs) != 1 or self.outputs[0] not in {layer.name for layer in self.layers}:
             return "linear"
-        return self.layer(self.outputs[0]).config.get("activation", "linear")
+        layer = self.layer(self.outputs[0])
+        return catalog.fused_activation(layer.kind, layer.config)[0]
 
     def logits_layer(self) -> str | None:
         """The output layer whose softmax/sigmoid the classification losses fold in, if any.
@@ -332,6 +333,7 @@ class ModelSpec:
             for i in data["inputs"]:
                 spec.add_input(i["name"], i["shape"], i.get("dtype", "float32"), i.get("axes"))
             for layer in data["layers"]:
+                _known_kind(layer["kind"], layer["name"])
                 spec.add(layer["kind"], name=layer["name"], inputs=layer["inputs"],
                          trainable=layer.get("trainable", True), **layer["config"])
             spec.set_outputs(data["outputs"])
@@ -374,6 +376,18 @@ class ModelSpec:
                      f"Non-trainable params: {frozen:,} ({len(self.frozen())} frozen layers)"]
         text += [f"Outputs: {', '.join(self.outputs)}"]
         return "\n".join(text)
+
+
+def _known_kind(kind: str, layer: str) -> None:
+    """A saved layer's kind must be in the catalog: a custom one is registered by importing the
+    module that defines it, which loading cannot do (a file holds no code)."""
+    try:
+        catalog.get_kind(kind)
+    except UnknownLayerError:
+        raise UnknownLayerError(
+            f"layer {layer!r} is a {kind!r}, which is neither built in nor registered: import the module that "
+            f"registers it (@llmasos.layers.register({kind!r})) before loading; known layers: "
+            f"{', '.join(catalog.known_kinds())}") from None
 
 
 def _fmt(shape: tuple) -> str:

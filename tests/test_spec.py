@@ -7,7 +7,8 @@ import json
 import pytest
 
 from llmasos.errors import SpecError
-from llmasos.layers import known_kinds, same_padding
+from llmasos.layers import builtin_kinds
+from llmasos.layers.builtin import same_padding
 from llmasos.spec import ModelSpec
 
 # (input shape, input dtype, layers as (kind, main, options), expected output shape, expected params)
@@ -59,7 +60,7 @@ def test_shapes_and_parameter_counts(case):
 
 def test_every_layer_kind_has_a_case():
     covered = {kind for _, _, layers, _, _ in CASES.values() for kind, _, _ in layers} | {"Add", "Concatenate"}
-    assert covered == set(known_kinds())
+    assert covered == set(builtin_kinds())
 
 
 def test_functional_graph_with_skip_and_two_outputs():

@@ -1,4 +1,4 @@
-"""The catalog of layer kinds the neutral spec understands.
+"""The layer kinds llmasos defines.
 
 Each kind says, as plain data and pure functions and without any framework:
 
@@ -11,7 +11,7 @@ Each kind says, as plain data and pure functions and without any framework:
 Activations are channels-first at every boundary: an image is ``(C, H, W)``, a 1-D signal
 ``(C, L)``, a sequence ``(L, F)``.
 
->>> get_kind("Dense").output_shape({"units": 10}, [(784,)])
+>>> Dense.output_shape({"units": 10}, [(784,)])
 (10,)
 """
 
@@ -20,22 +20,12 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from .errors import SpecError
-
-Shape = tuple  # tuple[int | None, ...], batch dimension excluded
-
-# "gelu" is the exact erf form; "gelu_tanh" its tanh approximation (GPT-2's "gelu_new")
-ACTIVATIONS = ("linear", "relu", "gelu", "gelu_tanh", "tanh", "sigmoid", "softmax", "silu", "leaky_relu")
-PADDINGS = ("valid", "same")
+from ..errors import SpecError
+from .catalog import LayerKind, Shape, add_kind
 
 
-def check_activation(name: Any, where: str) -> str:
-    """Return a normalised activation name, or raise naming the known ones."""
-    if name is None:
-        return "linear"
-    if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
-        raise SpecError(f"{where}: unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
-    return name.lower()
+def _builtin(kind: type[LayerKind]) -> type[LayerKind]:
+    return add_kind(kind, builtin=True)
 
 
 def pair(value: Any, option: str, where: str, minimum: int = 1) -> tuple[int, int]:
@@ -100,79 +90,6 @@ def conv_output_size(size: int | None, kernel: int, stride: int, padding: Any, d
     return out
 
 
-class LayerKind:
-    """One kind of layer. Subclasses are registered with :func:`register` and never instantiated."""
-
-    name: ClassVar[str]
-    main: ClassVar[str | None] = None          # the option the first positional argument sets
-    defaults: ClassVar[dict] = {}               # every option the kind takes, with its default
-    required: ClassVar[tuple] = ()              # options with no default
-    num_inputs: ClassVar[tuple[int, int]] = (1, 1)
-    has_activation: ClassVar[bool] = False      # takes a fused ``activation=`` option
-    statistics: ClassVar[tuple] = ()            # weights updated by the forward pass, not by gradients
-    shares: ClassVar[str | None] = None         # the option naming an earlier layer whose weights it uses
-
-    @classmethod
-    def normalize(cls, config: dict, where: str) -> dict:
-        """Validate options and fill defaults; returns a new plain-data dict."""
-        unknown = sorted(set(config) - set(cls.defaults) - set(cls.required))
-        if unknown:
-            known = sorted(set(cls.defaults) | set(cls.required))
-            raise SpecError(f"{where}: unknown option(s) {', '.join(unknown)}; {cls.name} takes: {', '.join(known)}")
-        missing = [key for key in cls.required if config.get(key) is None]
-        if missing:
-            raise SpecError(f"{where}: {cls.name} needs {', '.join(missing)}")
-        out = {**cls.defaults, **config}
-        if cls.has_activation:
-            out["activation"] = check_activation(out.get("activation"), where)
-            if out.get("negative_slope") is None:
-                out["negative_slope"] = 0.01
-        return cls.check(out, where)
-
-    @classmethod
-    def check(cls, config: dict, where: str) -> dict:
-        return config
-
-    @classmethod
-    def output_shape(cls, config: dict, inputs: list[Shape]) -> Shape:
-        return inputs[0]
-
-    @classmethod
-    def weights(cls, config: dict, inputs: list[Shape]) -> dict[str, Shape]:
-        """Weight names and neutral shapes; empty for layers without weights."""
-        return {}
-
-    @classmethod
-    def link(cls, config: dict, source_kind: str, source_config: dict, inputs: list[Shape]) -> dict:
-        """For kinds that share another layer's weights (:attr:`shares`): check that layer and
-        fill in what the config takes from it; raise :class:`SpecError` when it does not fit."""
-        return config
-
-
-
-_KINDS: dict[str, type[LayerKind]] = {}
-
-
-def register(cls: type[LayerKind]) -> type[LayerKind]:
-    """Add a layer kind to the catalog; registering a name twice is an error, not an override."""
-    if cls.name.lower() in _KINDS:
-        raise SpecError(f"layer kind {cls.name!r} is registered twice")
-    _KINDS[cls.name.lower()] = cls
-    return cls
-
-
-def get_kind(name: str) -> type[LayerKind]:
-    """Look a layer kind up by name, case-insensitively."""
-    kind = _KINDS.get(str(name).lower())
-    if kind is None:
-        raise SpecError(f"unknown layer {name!r}; known layers: {', '.join(known_kinds())}")
-    return kind
-
-
-def known_kinds() -> list[str]:
-    return sorted(kind.name for kind in _KINDS.values())
-
-
 def _need_rank(inputs: list[Shape], rank: int, where: str, what: str) -> None:
     if len(inputs[0]) != rank:
         raise SpecError(f"{where}: expects {what} (rank {rank} without batch), got input shape {inputs[0]}")
@@ -184,7 +101,7 @@ def _known(dim: int | None, where: str, what: str) -> int:
     return dim
 
 
-@register
+@_builtin
 class Dense(LayerKind):
     name = "Dense"
     main = "units"
@@ -263,14 +180,14 @@ _CONV_DEFAULTS = {"stride": 1, "padding": "valid", "dilation": 1, "groups": 1, "
                   "use_bias": True, "negative_slope": None}
 
 
-@register
+@_builtin
 class Conv1D(_Conv):
     name = "Conv1D"
     spatial = 1
     defaults = _CONV_DEFAULTS
 
 
-@register
+@_builtin
 class Conv2D(_Conv):
     name = "Conv2D"
     spatial = 2
@@ -307,13 +224,13 @@ class _Pool2D(LayerKind):
         return (inputs[0][0], *sizes)
 
 
-@register
+@_builtin
 class MaxPool2D(_Pool2D):
     name = "MaxPool2D"
     allow_same = True
 
 
-@register
+@_builtin
 class AvgPool2D(_Pool2D):
     """Average pooling; explicit padding counts the padded zeros (torch's default)."""
 
@@ -321,7 +238,7 @@ class AvgPool2D(_Pool2D):
     allow_same = False
 
 
-@register
+@_builtin
 class GlobalAvgPool2D(LayerKind):
     name = "GlobalAvgPool2D"
 
@@ -331,7 +248,7 @@ class GlobalAvgPool2D(LayerKind):
         return (inputs[0][0],)
 
 
-@register
+@_builtin
 class Flatten(LayerKind):
     """Flattens in channels-first order, so the next Dense sees the same features everywhere."""
 
@@ -344,7 +261,7 @@ class Flatten(LayerKind):
         return (math.prod(inputs[0]),)
 
 
-@register
+@_builtin
 class Reshape(LayerKind):
     name = "Reshape"
     main = "target_shape"
@@ -382,7 +299,7 @@ class Reshape(LayerKind):
         return tuple(target)
 
 
-@register
+@_builtin
 class Permute(LayerKind):
     """Reorders the axes, as Keras' Permute: ``dims`` is a permutation of ``1..rank`` (the batch
     is axis 0 and stays), so ``(2, 1)`` turns a signal ``(C, L)`` into a sequence ``(L, C)``."""
@@ -406,7 +323,7 @@ class Permute(LayerKind):
         return tuple(inputs[0][d - 1] for d in config["dims"])
 
 
-@register
+@_builtin
 class Cropping1D(LayerKind):
     """Drops ``cropping = (start, end)`` positions from the ends of a sequence ``(L, ...)``, as
     Keras' Cropping1D (Wav2Vec2's positional convolution drops its last, extra frame)."""
@@ -430,7 +347,7 @@ class Cropping1D(LayerKind):
         return (None if length is None else length - sum(config["cropping"]), *inputs[0][1:])
 
 
-@register
+@_builtin
 class Dropout(LayerKind):
     name = "Dropout"
     main = "rate"
@@ -445,7 +362,7 @@ class Dropout(LayerKind):
         return config
 
 
-@register
+@_builtin
 class BatchNorm(LayerKind):
     """Normalises over the channel axis (axis 1 with batch).
 
@@ -473,7 +390,7 @@ class BatchNorm(LayerKind):
     statistics = ("moving_mean", "moving_variance")
 
 
-@register
+@_builtin
 class LayerNorm(LayerKind):
     """Normalises over the last axis."""
 
@@ -486,7 +403,7 @@ class LayerNorm(LayerKind):
         return {"gamma": (features,), "beta": (features,)}
 
 
-@register
+@_builtin
 class GroupNorm(LayerKind):
     """Normalises channels-first input ``(C, ...)`` over each group of ``C / groups`` channels and
     every position, with a scale and shift per channel (torch's GroupNorm; ``groups == C`` is
@@ -517,7 +434,7 @@ class GroupNorm(LayerKind):
         return {"gamma": (inputs[0][0],), "beta": (inputs[0][0],)}
 
 
-@register
+@_builtin
 class Rescaling(LayerKind):
     """``x * scale + offset`` with constants (Keras' Rescaling): pixel scaling, or Marian's
     embeddings times ``sqrt(d_model)``."""
@@ -537,7 +454,7 @@ class Rescaling(LayerKind):
         return config
 
 
-@register
+@_builtin
 class Embedding(LayerKind):
     """Integer ids ``(L,)`` to vectors ``(L, dim)``; the main size is the vector size.
 
@@ -604,7 +521,7 @@ class _Recurrent(LayerKind):
         return (config["units"],)
 
 
-@register
+@_builtin
 class LSTM(_Recurrent):
     """Gates in Keras order (input, forget, cell, output); one bias of ``4 * units``."""
 
@@ -617,7 +534,7 @@ class LSTM(_Recurrent):
         return {"kernel": (features, 4 * units), "recurrent_kernel": (units, 4 * units), "bias": (4 * units,)}
 
 
-@register
+@_builtin
 class GRU(_Recurrent):
     """Gates in Keras order (update, reset, new) with the reset gate applied after the matmul;
     two biases, input and recurrent, stacked as ``(2, 3 * units)``."""
@@ -641,7 +558,7 @@ def _attention_options(config: dict, where: str) -> dict:
     return config
 
 
-@register
+@_builtin
 class MultiHeadAttention(LayerKind):
     """Scaled dot-product attention over sequences ``(L, D)``.
 
@@ -696,7 +613,7 @@ class MultiHeadAttention(LayerKind):
         return out
 
 
-@register
+@_builtin
 class Attention(LayerKind):
     """Multi-head scaled dot-product attention without weights: ``softmax(q k^T / sqrt(d)) v`` per
     head, on already projected sequences. Inputs are (query ``(Lq, D)``, key ``(Lk, D)``, value
@@ -742,7 +659,7 @@ class Attention(LayerKind):
         return (query[0], value[1])
 
 
-@register
+@_builtin
 class PositionEmbedding(LayerKind):
     """Adds a learned vector per position to a sequence ``(L, D)``: row ``p`` of a
     ``(max_length, D)`` table to position ``p``. With a second input (a cache of ``P`` earlier
@@ -771,7 +688,7 @@ class PositionEmbedding(LayerKind):
         return {"embeddings": (config["max_length"], _known(inputs[0][-1], cls.name, "feature"))}
 
 
-@register
+@_builtin
 class TakeToken(LayerKind):
     """One position of a sequence: ``(L, ...)`` to ``(...)``; ``index`` counts from 0, or from the
     end when negative (BERT's pooler takes ``[CLS]`` at 0, a decoder its last position at -1)."""
@@ -796,7 +713,7 @@ class TakeToken(LayerKind):
         return inputs[0][1:]
 
 
-@register
+@_builtin
 class Unembedding(LayerKind):
     """Scores against every row of an Embedding's table: ``x @ E^T``, ``(..., dim)`` to
     ``(..., vocab_size)``, for language-model heads tied to their input embedding (GPT-2).
@@ -837,7 +754,7 @@ class Unembedding(LayerKind):
         return {"bias": (config["vocab_size"],)} if config["use_bias"] else {}
 
 
-@register
+@_builtin
 class Activation(LayerKind):
     name = "Activation"
     main = "activation"
@@ -850,7 +767,7 @@ class _Merge(LayerKind):
     num_inputs = (2, 64)
 
 
-@register
+@_builtin
 class Add(_Merge):
     name = "Add"
 
@@ -861,7 +778,7 @@ class Add(_Merge):
         return inputs[0]
 
 
-@register
+@_builtin
 class Concatenate(_Merge):
     """Joins along ``axis``, counted with the batch axis as 0 (so 1 is channels for images)."""
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from llmasos import layers as catalog
+from llmasos.layers import builtin, builtin_kinds
 from llmasos.adapters import get_backend
 from llmasos.errors import SpecError
 from llmasos.optim import Optimizer
@@ -112,7 +112,7 @@ SPECS = {"images": _images, "signal": _signal, "sequence": _sequence, "graph": _
 
 def test_specs_cover_every_layer_kind():
     used = {layer.kind for make in SPECS.values() for layer in make().layers}
-    assert used == set(catalog.known_kinds())
+    assert used == set(builtin_kinds())
 
 
 @pytest.mark.parametrize("case", sorted(SPECS))
@@ -229,7 +229,7 @@ def test_conv_padding_stride_dilation_groups(tf_backend, kind, shape, options):
     config = spec.layers[0].config
     x = inputs_for(spec, batch=2)[0]
     if config["padding"] == "same":
-        padding = [catalog.same_padding(x.shape[2 + a], k, s, d) for a, (k, s, d) in
+        padding = [builtin.same_padding(x.shape[2 + a], k, s, d) for a, (k, s, d) in
                    enumerate(zip(config["kernel_size"], config["stride"], config["dilation"]))]
     else:
         padding = [(p, p) for p in config["padding"]]

@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ... import layers as catalog
+from ...layers import catalog, custom
 from ...errors import SpecError
 from ...optim import Optimizer
 from ...spec import ModelSpec
 from ..base import CompiledModel, Trainer, Weights, check_weights
-from .layers import LAYOUTS, Activate, call_layer, make_layer
+from .layers import Activate, call_layer, layout_of, make_layer
 from .weights import CONVERSIONS
 
 _DTYPES = {"float32": np.float32, "int64": np.int64}
@@ -64,7 +64,8 @@ class _Graph:
 
 
 
-def build_graph(spec: ModelSpec) -> tuple[keras.Model, keras.Model, dict[str, keras.layers.Layer]]:
+def build_graph(spec: ModelSpec,
+                seed: int | None = None) -> tuple[keras.Model, keras.Model, dict[str, keras.layers.Layer]]:
     """The full model, the model for training on logits (the same layers; the full model itself
     when the spec does not end in softmax/sigmoid), and the Keras layer of each spec layer.
 
@@ -81,7 +82,7 @@ def build_graph(spec: ModelSpec) -> tuple[keras.Model, keras.Model, dict[str, ke
     layers: dict[str, keras.layers.Layer] = {}
     logits_layer, logits_node = spec.logits_layer(), None
     for layer in spec.layers:
-        activation, slope = layer.config.get("activation", "linear"), layer.config.get("negative_slope")
+        activation, slope = catalog.fused_activation(layer.kind, layer.config)
         name = keras_name(layer.name)
         if layer.kind == "Activation":
             # the layer is its activation: its input is the pre-activation value
@@ -89,13 +90,13 @@ def build_graph(spec: ModelSpec) -> tuple[keras.Model, keras.Model, dict[str, ke
             pre = graph.get(layer.inputs[0], want)
             act = layers[layer.name] = Activate(activation, slope, name=name)
         else:
-            want = LAYOUTS[layer.kind] or graph.layout(layer.inputs[0])
+            want = layout_of(layer.kind) or graph.layout(layer.inputs[0])
             main = layers[layer.name] = make_layer(layer.kind, layer.config, [shapes[s] for s in layer.inputs],
-                                                   name, want)
+                                                   name, want, layer=layer.name, seed=seed)
             shares = catalog.get_kind(layer.kind).shares
             if shares is not None and layer.config[shares] is not None:  # tied: uses another layer's variable
                 main.share(layers[layer.config[shares]])
-            pre = call_layer(layer.kind, main, [graph.get(s, want) for s in layer.inputs], layer.config)
+            pre = _call(layer, main, [graph.get(s, want) for s in layer.inputs], shapes[layer.name])
             # a fused activation is a layer of its own, so the logits model can stop before it
             act = None if activation == "linear" else Activate(activation, slope, name=f"{name}>act")
         if act is None:
@@ -116,14 +117,28 @@ def build_graph(spec: ModelSpec) -> tuple[keras.Model, keras.Model, dict[str, ke
     return native, logits, layers
 
 
+def _call(layer, main: keras.layers.Layer, inputs: list, shape: tuple):
+    """Call a spec layer's Keras layer; a custom layer's call must also work on these symbolic
+    inputs and give the shape it declares, else the build fails naming the layer."""
+    if custom.custom_kind(layer.kind) is None:
+        return call_layer(layer.kind, main, inputs, layer.config)
+    try:
+        out = call_layer(layer.kind, main, inputs, layer.config)
+    except Exception as err:  # noqa: BLE001 - user code may raise anything: name the layer
+        weights = {name: tuple(value.shape) for name, value in vars(main.params).items()}
+        raise custom.call_failed(layer.name, layer.kind, [tuple(x.shape) for x in inputs], weights, err) from err
+    custom.check_output(layer.name, layer.kind, shape, tuple(out.shape))
+    return out
+
+
 class TFModel(CompiledModel):
     """A spec compiled into Keras. ``native`` is the ``keras.Model`` (dict of channels-first
     inputs -> dict of outputs); ``logits`` shares its layers and stops before a final
     softmax/sigmoid."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, seed: int | None = None) -> None:
         super().__init__(spec)
-        self.keras_model, self.logits, self.layers = build_graph(spec)
+        self.keras_model, self.logits, self.layers = build_graph(spec, seed)
         self._kinds = {layer.name: layer.kind for layer in spec.layers}
         self._shapes = spec.weight_shapes()
         # (layer, neutral weight name, Keras variable) for every neutral weight
@@ -197,4 +212,4 @@ def build(spec: ModelSpec, seed: int | None = None) -> TFModel:
     """Compile ``spec``; ``seed`` makes Keras' default initialisers (and dropout seeds) repeatable."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    return TFModel(spec)
+    return TFModel(spec, seed)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import types
 from typing import Any, Callable, Iterator
 
 import keras
 import tensorflow as tf
 
-from ... import layers as catalog
+from ...layers import builtin, custom
+from .ops import OPS, activate
 
 # The layout each kind wants its inputs in: "cl" (channel axis last, what TensorFlow's CPU
 # convolutions and pools need), "cf" (as in the spec: the layer works on the spec's last axis,
@@ -37,29 +39,9 @@ LAYOUTS: dict[str, str | None] = {
 }
 
 
-def activate(x: tf.Tensor, name: str, negative_slope: float | None = 0.01) -> tf.Tensor:
-    """Apply a spec activation; softmax runs over the last axis of ``x``."""
-    if name == "linear":
-        return x
-    if name == "relu":
-        return tf.nn.relu(x)
-    if name == "gelu":
-        # the exact erf form (Keras' default is the tanh one), written out: tf.nn.gelu's uses Erfc,
-        # which ONNX lacks, and torch computes this very expression
-        return 0.5 * x * (1.0 + tf.math.erf(x * (1.0 / math.sqrt(2.0))))
-    if name == "gelu_tanh":
-        return tf.nn.gelu(x, approximate=True)
-    if name == "tanh":
-        return tf.tanh(x)
-    if name == "sigmoid":
-        return tf.sigmoid(x)
-    if name == "softmax":
-        return tf.nn.softmax(x, axis=-1)
-    if name == "silu":
-        return tf.nn.silu(x)
-    if name == "leaky_relu":
-        return tf.nn.leaky_relu(x, alpha=0.01 if negative_slope is None else negative_slope)
-    raise ValueError(f"unknown activation {name!r}; known: {', '.join(catalog.ACTIVATIONS)}")
+def layout_of(kind: str) -> str | None:
+    """The layout a kind wants its inputs in; a custom layer sees the spec's ("cf")."""
+    return "cf" if custom.custom_kind(kind) is not None else LAYOUTS[kind]
 
 
 class Activate(keras.layers.Layer):
@@ -383,11 +365,11 @@ _MAKERS: dict[str, Callable[[dict, list[tuple], str, str], keras.layers.Layer]] 
     "LSTM": _recurrent(keras.layers.LSTM),
     "GRU": _recurrent(keras.layers.GRU),
     "MultiHeadAttention": lambda c, shapes, name, layout: keras.layers.MultiHeadAttention(
-        c["num_heads"], catalog.MultiHeadAttention.key_dim(c, shapes), dropout=c["dropout"], name=name),
+        c["num_heads"], builtin.MultiHeadAttention.key_dim(c, shapes), dropout=c["dropout"], name=name),
     "Activation": lambda c, shapes, name, layout: Activate(c["activation"], c["negative_slope"], name=name),
     "Add": lambda c, shapes, name, layout: keras.layers.Add(name=name),
     "Concatenate": lambda c, shapes, name, layout: keras.layers.Concatenate(
-        channel_axis(catalog.concat_axis(c, len(shapes[0]) + 1), len(shapes[0]) + 1, layout), name=name),
+        channel_axis(builtin.concat_axis(c, len(shapes[0]) + 1), len(shapes[0]) + 1, layout), name=name),
     "Attention": lambda c, shapes, name, layout: Attention(c["num_heads"], c["causal"], c["dropout"], name=name),
     "PositionEmbedding": lambda c, shapes, name, layout: PositionEmbedding(c["max_length"], name=name),
     "TakeToken": lambda c, shapes, name, layout: TakeToken(c["index"], name=name),
@@ -395,9 +377,32 @@ _MAKERS: dict[str, Callable[[dict, list[tuple], str, str], keras.layers.Layer]] 
 }
 
 
-def make_layer(kind: str, config: dict, shapes: list[tuple], name: str, layout: str) -> keras.layers.Layer:
+class Custom(keras.layers.Layer):
+    """A user's :class:`llmasos.layers.Layer`: its weights are Keras variables in the neutral layout
+    (``params.<name>``), its call runs with the TensorFlow op set on a list of inputs."""
+
+    def __init__(self, layer: custom.Layer, initial: dict, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.layer = layer
+        self.params = types.SimpleNamespace()  # any weight name, even one a Keras attribute has
+        for key, value in initial.items():
+            variable = self.add_weight(name=key, shape=value.shape, initializer="zeros")
+            variable.assign(value)
+            setattr(self.params, key, variable)
+
+    def call(self, inputs):
+        return self.layer.call(OPS, *inputs, **{key: v.value for key, v in vars(self.params).items()})
+
+
+def make_layer(kind: str, config: dict, shapes: list[tuple], name: str, layout: str, *,
+               layer: str | None = None, seed: int | None = None) -> keras.layers.Layer:
     """The Keras layer for one spec layer, without its fused activation; ``layout`` is the one its
-    inputs arrive in, ``shapes`` their spec shapes (batch excluded)."""
+    inputs arrive in, ``shapes`` their spec shapes (batch excluded). A custom layer starts from
+    the neutral initial weights of spec layer ``layer`` for ``seed``, as in every framework."""
+    user_kind = custom.custom_kind(kind)
+    if user_kind is not None:
+        initial = user_kind.initial_weights(config, shapes, layer or name, seed)
+        return Custom(user_kind.instance(config), initial, name=name)
     return _MAKERS[kind](config, shapes, name, layout)
 
 
@@ -407,6 +412,6 @@ def call_layer(kind: str, layer: keras.layers.Layer, inputs: list, config: dict)
         # spec order: (x), (query, value) or (query, key, value); Keras: call(query, value, key)
         key = inputs[1] if len(inputs) == 3 else None
         return layer(inputs[0], inputs[-1], key=key, use_causal_mask=config["causal"])
-    if kind in ("Add", "Concatenate"):
+    if kind in ("Add", "Concatenate") or isinstance(layer, Custom):
         return layer(list(inputs))
     return layer(*inputs)

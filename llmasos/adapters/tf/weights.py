@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from ...layers.custom import custom_kind
+
 Convert = Callable[[np.ndarray, tuple], np.ndarray]
 
 
@@ -35,8 +37,26 @@ def _table(paths: dict[str, str], convert: Convert = _same) -> dict[str, tuple[s
 _KERNEL_BIAS = _table({"kernel": "kernel", "bias": "bias"})
 _CELL = _table({"kernel": "cell.kernel", "recurrent_kernel": "cell.recurrent_kernel", "bias": "cell.bias"})
 
+class _Custom(dict):
+    """A custom layer's table: every weight is the variable of its own name, as it is."""
+
+    def __missing__(self, name: str) -> tuple[str, Convert, Convert]:
+        return f"params.{name}", _same, _same
+
+
+class _Tables(dict):
+    """Built-in kinds' tables, and the one custom table for any kind a user registered."""
+
+    def __missing__(self, kind: str) -> dict:
+        if custom_kind(kind) is None:
+            raise KeyError(kind)
+        return _CUSTOM
+
+
+_CUSTOM = _Custom()
+
 # layer kind -> neutral weight name -> (attribute path on the Keras layer, to Keras, to neutral)
-CONVERSIONS: dict[str, dict[str, tuple[str, Convert, Convert]]] = {
+CONVERSIONS: dict[str, dict[str, tuple[str, Convert, Convert]]] = _Tables({
     "Dense": _KERNEL_BIAS,
     "Conv1D": _KERNEL_BIAS,
     "Conv2D": _KERNEL_BIAS,
@@ -51,4 +71,4 @@ CONVERSIONS: dict[str, dict[str, tuple[str, Convert, Convert]]] = {
     "MultiHeadAttention": _table({f"{role}_{part}": f"{role}_dense.{part}"
                                   for role in ("query", "key", "value", "output") for part in ("kernel", "bias")},
                                  _reshape),
-}
+})

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from operator import attrgetter
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import layers as catalog
+from ...layers import catalog
 from ...errors import SpecError
 from ...spec import ModelSpec
 from ..base import CompiledModel, Trainer, Weights, check_weights
-from .layers import MODULES
+from .layers import make_module
 from .weights import CONVERSIONS
 
 _DTYPES = {"float32": torch.float32, "int64": torch.int64}
@@ -27,7 +25,7 @@ class GraphModule(nn.Module):
     the classification losses want.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, seed: int | None = None) -> None:
         super().__init__()
         shapes = spec.shapes()
         self.input_names = [i.name for i in spec.inputs]
@@ -35,7 +33,7 @@ class GraphModule(nn.Module):
         self.plan = [(layer.name, layer.kind, list(layer.inputs)) for layer in spec.layers]
         # ModuleDict keys cannot contain "."; spec names may.
         self.blocks = nn.ModuleDict({
-            _key(layer.name): MODULES[layer.kind](layer.config, [shapes[s] for s in layer.inputs])
+            _key(layer.name): make_module(layer.name, layer.kind, layer.config, [shapes[s] for s in layer.inputs], seed)
             for layer in spec.layers
         })
         for layer in spec.layers:
@@ -123,16 +121,17 @@ class TorchModel(CompiledModel):
         return self.module
 
     def _tensor(self, layer: str, path: str) -> torch.Tensor:
-        return attrgetter(path)(self.module.blocks[_key(layer)])
+        found = self.module.blocks[_key(layer)]
+        for part in path.split("."):
+            # a custom layer's parameters are keyed by the user's names, which may shadow attributes
+            found = found[part] if isinstance(found, nn.ParameterDict) else getattr(found, part)
+        return found
 
     def native_weights(self) -> list[tuple[str, str, tuple[torch.Tensor, ...]]]:
         """(layer, neutral weight name, torch tensors) for every neutral weight."""
-        out = []
-        for layer in self.spec.layers:
-            for name, (paths, _, _) in CONVERSIONS.get(layer.kind, {}).items():
-                if name in self.spec.weight_shapes().get(layer.name, {}):
-                    out.append((layer.name, name, tuple(self._tensor(layer.name, p) for p in paths)))
-        return out
+        kinds = {layer.name: layer.kind for layer in self.spec.layers}
+        return [(layer, name, tuple(self._tensor(layer, p) for p in CONVERSIONS[kinds[layer]][name][0]))
+                for layer, names in self.spec.weight_shapes().items() for name in names]
 
     def get_weights(self) -> Weights:
         weights: Weights = {}
@@ -196,4 +195,4 @@ def build(spec: ModelSpec, seed: int | None = None) -> TorchModel:
     if seed is not None:
         torch.manual_seed(seed)
     # built in eval mode, as it is used until a trainer switches it: every mode switch walks all modules
-    return TorchModel(spec, GraphModule(spec).eval())
+    return TorchModel(spec, GraphModule(spec, seed).eval())

@@ -9,29 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import layers as catalog
-
-
-def activate(x: torch.Tensor, name: str, negative_slope: float | None = 0.01) -> torch.Tensor:
-    if name == "linear":
-        return x
-    if name == "relu":
-        return F.relu(x)
-    if name == "gelu":
-        return F.gelu(x)  # exact erf form, as the spec means
-    if name == "gelu_tanh":
-        return F.gelu(x, approximate="tanh")
-    if name == "tanh":
-        return torch.tanh(x)
-    if name == "sigmoid":
-        return torch.sigmoid(x)
-    if name == "softmax":
-        return F.softmax(x, dim=-1)
-    if name == "silu":
-        return F.silu(x)
-    if name == "leaky_relu":
-        return F.leaky_relu(x, negative_slope)
-    raise ValueError(f"unknown activation {name!r}")
+from ...layers import builtin, custom
+from .ops import OPS, activate
 
 
 def _exporting() -> bool:
@@ -88,7 +67,7 @@ def _same_pads(x: torch.Tensor, kernel, stride, dilation=None) -> list[int]:
     dilation = dilation or (1,) * len(kernel)
     pads: list[int] = []
     for axis in reversed(range(len(kernel))):
-        pads += catalog.same_padding(x.shape[2 + axis], kernel[axis], stride[axis], dilation[axis])
+        pads += builtin.same_padding(x.shape[2 + axis], kernel[axis], stride[axis], dilation[axis])
     return pads
 
 
@@ -244,7 +223,7 @@ class MultiHeadAttention(Layer):
     def __init__(self, config, shapes):
         super().__init__(config, shapes)
         self.heads = config["num_heads"]
-        self.key_dim = catalog.MultiHeadAttention.key_dim(config, shapes)
+        self.key_dim = builtin.MultiHeadAttention.key_dim(config, shapes)
         inner = self.heads * self.key_dim
         key_shape = shapes[1] if len(shapes) == 3 else shapes[-1]
         self.query = nn.Linear(shapes[0][-1], inner)
@@ -365,10 +344,23 @@ class Add(Layer):
 class Concatenate(Layer):
     def __init__(self, config, shapes):
         super().__init__(config, shapes)
-        self.axis = catalog.concat_axis(config, len(shapes[0]) + 1)
+        self.axis = builtin.concat_axis(config, len(shapes[0]) + 1)
 
     def forward(self, *xs):
         return torch.cat(xs, dim=self.axis)
+
+
+class Custom(Layer):
+    """A user's :class:`llmasos.layers.Layer`: its weights are parameters in the neutral layout
+    (``params``), its call runs with the torch op set. It applies no fused activation."""
+
+    def __init__(self, kind: type[custom.CustomKind], config: dict, shapes: list[tuple], initial: dict) -> None:
+        super().__init__({}, shapes)
+        self.layer = kind.instance(config)
+        self.params = nn.ParameterDict({name: nn.Parameter(torch.from_numpy(value)) for name, value in initial.items()})
+
+    def forward(self, *xs):
+        return self.layer.call(OPS, *xs, **self.params)
 
 
 MODULES: dict[str, type[Layer]] = {
@@ -379,3 +371,22 @@ MODULES: dict[str, type[Layer]] = {
     "MultiHeadAttention": MultiHeadAttention, "Activation": Activation, "Add": Add, "Concatenate": Concatenate,
     "Attention": Attention, "PositionEmbedding": PositionEmbedding, "TakeToken": TakeToken, "Unembedding": Unembedding,
 }
+
+
+def make_module(name: str, kind: str, config: dict, shapes: list[tuple], seed: int | None = None) -> Layer:
+    """The module of spec layer ``name``; a custom layer starts from the neutral initial weights
+    that ``seed`` gives in every framework, and its call is tried once on shapes alone (the meta
+    device) so a call that disagrees with its declared shapes fails here, naming the layer."""
+    user_kind = custom.custom_kind(kind)
+    if user_kind is None:
+        return MODULES[kind](config, shapes)
+    module = Custom(user_kind, config, shapes, user_kind.initial_weights(config, shapes, name, seed))
+    probe = custom.probe_inputs(user_kind, config, shapes)
+    weights = {key: torch.empty(value.shape, device="meta") for key, value in module.params.items()}
+    try:
+        out = module.layer.call(OPS, *(torch.empty(s, device="meta") for s in probe), **weights)
+    except Exception as err:  # noqa: BLE001 - user code may raise anything: name the layer
+        raise custom.call_failed(name, kind, probe, {k: v.shape for k, v in weights.items()}, err) from err
+    custom.check_output(name, kind, user_kind.output_shape(config, [p[1:] for p in probe]), tuple(out.shape))
+    return module
+

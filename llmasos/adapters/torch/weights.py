@@ -2,7 +2,8 @@
 
 Each entry maps one neutral weight to one or more torch tensors (attribute paths inside the
 layer's module) with a pair of pure NumPy functions, so the same conversion serves parameters,
-BatchNorm statistics and Adam's moment estimates.
+BatchNorm statistics and Adam's moment estimates. A custom layer's weights are already in the
+neutral layout: each is the parameter ``params.<name>`` of its module.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+
+from ...layers.custom import custom_kind
 
 Split = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 Join = Callable[..., np.ndarray]
@@ -71,7 +74,25 @@ def _norm(module: str) -> dict:
     return {"gamma": ((f"{module}.weight",), _same, _join_same), "beta": ((f"{module}.bias",), _same, _join_same)}
 
 
-CONVERSIONS: dict[str, dict[str, tuple[tuple[str, ...], Split, Join]]] = {
+class _Custom(dict):
+    """A custom layer's table: every weight is the parameter of its own name, as it is."""
+
+    def __missing__(self, name: str) -> tuple[tuple[str, ...], Split, Join]:
+        return (f"params.{name}",), _same, _join_same
+
+
+class _Tables(dict):
+    """Built-in kinds' tables, and the one custom table for any kind a user registered."""
+
+    def __missing__(self, kind: str) -> dict:
+        if custom_kind(kind) is None:
+            raise KeyError(kind)
+        return _CUSTOM
+
+
+_CUSTOM = _Custom()
+
+CONVERSIONS: dict[str, dict[str, tuple[tuple[str, ...], Split, Join]]] = _Tables({
     "Dense": _DENSE,
     "Conv1D": _CONV,
     "Conv2D": _CONV,
@@ -101,4 +122,4 @@ CONVERSIONS: dict[str, dict[str, tuple[tuple[str, ...], Split, Join]]] = {
                            _join_transposed if part == "kernel" else _join_same)
         for role in ("query", "key", "value", "output") for part in ("kernel", "bias")
     },
-}
+})

@@ -1,0 +1,26 @@
+"""Layers: the catalog the spec draws on, and the way in for a user's own.
+
+>>> from llmasos import layers
+>>> @layers.register("Scale")
+... class Scale(layers.Layer):
+...     def __init__(self, factor=2.0):
+...         self.factor = factor
+...     def output_shape(self, input_shape):
+...         return input_shape
+...     def call(self, ops, x):
+...         return ops.mul(x, self.factor)
+>>> "Scale" in layers.known_kinds()
+True
+>>> layers.unregister("Scale")
+
+A registered layer is added by name (``model.add_layer("Scale", 3.0)``), trains in every
+framework with the same numbers, is saved in ``.h5`` files by name with its ``__init__``
+arguments, and exports to ONNX. See :mod:`llmasos.layers.custom` for the details and
+:mod:`llmasos.ops` for the op set.
+"""
+
+from . import builtin, catalog  # noqa: F401 - importing builtin fills the catalog
+from .catalog import builtin_kinds, get_kind, known_kinds, remove_kind as unregister
+from .custom import INITIALIZERS, Layer, register
+
+__all__ = ["INITIALIZERS", "Layer", "builtin_kinds", "get_kind", "known_kinds", "register", "unregister"]
