@@ -74,6 +74,11 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """No pretrained weights were found offline; the message lists every place looked in."""
 
 
+class FamilyError(LlmasosError, ValueError):
+    """A model family cannot be found or registered: an unknown name (a file saved by a family
+    whose package is not installed), a name registered twice, or a plugin that fails to import."""
+
+
 class ExportError(LlmasosError, ValueError):
     """A model cannot be exported or converted: never built, a layer or op the exporter cannot
     write at the asked opset (the message names both and the framework), a missing folder."""

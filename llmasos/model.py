@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from . import io
+from . import families, io
 from .adapters import ENV_VAR, get_backend, installed_frameworks, resolve_framework
 from .adapters.base import CompiledModel, Trainer, Weights
 from .data import named_classes
@@ -446,17 +446,22 @@ class Model:
         if framework is None and not os.environ.get(ENV_VAR) and model_file.framework in installed_frameworks():
             framework = model_file.framework
         output_dim, name = metadata.pop("output_dim", None), metadata.pop("name", "model")
-        model = None
-        if metadata.get("zoo"):  # a zoo family's model comes back as one (tokenizer, generate, ...)
-            from .zoo import restore
-
-            model = restore(metadata["zoo"], model_file.spec, framework, name, metadata)
-        if model is None:
-            model = cls(spec=model_file.spec, framework=framework, output_dim=output_dim, name=name)
+        # a family's model comes back as one (tokenizer, generate, ...); only that family is imported
+        family = families.get(metadata["family"]) if metadata.get("family") else cls
+        model = family.from_saved(model_file.spec, framework=framework, name=name, output_dim=output_dim,
+                                  metadata=metadata)
         model.metadata = metadata
         model._restore(model_file)
         model._loaded()
         return model
+
+    @classmethod
+    def from_saved(cls, spec: ModelSpec, *, framework: str | None, name: str, output_dim: int | None,
+                   metadata: dict) -> "Model":
+        """The unbuilt model :meth:`load` puts a file's weights into. A family (a subclass registered
+        in :mod:`llmasos.families`, whose name :meth:`save` writes as metadata ``"family"``)
+        overrides it to rebuild what it needs from ``metadata`` (a config, a tokenizer)."""
+        return cls(spec=spec, framework=framework, output_dim=output_dim, name=name)
 
     def _loaded(self) -> None:
         """Called by :meth:`load` once the weights are in (subclasses restore what they add)."""

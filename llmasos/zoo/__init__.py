@@ -28,7 +28,7 @@ from . import bert, gpt2  # noqa: F401  (text families, registered after the ima
 from . import marian, wav2vec2  # noqa: F401  (translation and speech)
 from .preprocess import classify, prepare_images, top_k
 from .registry import ModelInfo, register
-from .text import load_text, restore_text
+from .text import load_text
 from .weights import load_pretrained
 
 __all__ = ["list", "load", "register", "ModelInfo", "classify", "prepare_images", "top_k"]
@@ -40,18 +40,6 @@ def list(task: str | None = None) -> builtins.list[ModelInfo]:  # noqa: A001  (t
     """Every registered model (or those of one ``task``), each a :class:`ModelInfo` with name,
     task, frameworks, parameter count, input size and weight source."""
     return [info for info in registry.entries() if task is None or info.task == task]
-
-
-def restore(name: str, spec: Any, framework: str | None, model_name: str, metadata: dict) -> Model | None:
-    """For ``Model.load``: an unbuilt model of the zoo family that wrote an ``.h5``, or None when
-    ``name`` is not a Hugging Face family here (image models are plain Models)."""
-    try:
-        info = registry.get(name)
-    except ZooError:
-        return None  # a model this version's zoo does not have: the file still loads, as a plain Model
-    if info.model_class is None:
-        return None
-    return restore_text(info.model_class, info, spec, framework, model_name, metadata)
 
 
 def load(name: str, framework: str | None = None, *, pretrained: Any = False, num_classes: int | None = None,

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable
 
+from .. import families
 from ..errors import ZooError
 from ..layers import get_kind
 from ..spec import ModelSpec
@@ -131,6 +132,9 @@ def register(**info: Any) -> Callable[[Builder], Builder]:
             raise ZooError(f"zoo model {name!r} is registered twice (first by the {_REGISTRY[name].family} family)")
         family = info.pop("family", builder.__module__.rsplit(".", 1)[-1])
         _REGISTRY[name] = ModelInfo(name=name, family=family, builder=builder, **info)
+        if info.get("model_class") is not None:
+            # Model.load finds the class by this name in the family registry, without the zoo
+            families.register(name, info["model_class"])
         return builder
 
     return decorate

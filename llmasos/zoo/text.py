@@ -118,6 +118,17 @@ class TextModel(Model):
         """The tokenizer ``source`` gives (an object or a path), else the folder's; None if neither."""
         return load_tokenizer(source, folder)
 
+    @classmethod
+    def from_saved(cls, spec: ModelSpec, *, framework: str | None, name: str, output_dim: int | None,
+                   metadata: dict) -> "TextModel":
+        """The family model for an ``.h5`` a zoo model was saved to (``Model.load`` sets its weights):
+        its config from the file, its tokenizer from the folder it was first loaded from, when that
+        folder is still there."""
+        config = cls.config_class.from_dict(metadata.get("config") or {}, metadata.get("zoo") or name)
+        folder = Path(metadata["pretrained"]) if metadata.get("pretrained") else None
+        tokenizer = cls.read_tokenizer(None, folder) if folder is not None and folder.is_dir() else None
+        return cls(spec, config, metadata.get("task") or cls.tasks[0], framework, name, tokenizer)
+
     def part_spec(self, part: str) -> ModelSpec:
         """The spec of one of :attr:`parts`, whose layers are named as this model's."""
         raise NotImplementedError
@@ -232,23 +243,13 @@ def load_text(family: type[TextModel], info: ModelInfo, framework: str | None = 
     if loaded or constants:
         # a new head keeps its fresh initialisation
         model.set_weights({**model.get_weights(), **loaded, **constants})
-    model.metadata = {"zoo": info.name, "task": task, "pretrained": None if folder is None else str(folder),
+    model.metadata = {"zoo": info.name, "family": info.name, "task": task,
+                      "pretrained": None if folder is None else str(folder),
                       "config": hf_config.to_dict(), "labels": labels or None}
     model.freeze(set(constants))  # computed weights never train
     if freeze is not None:
         model.freeze(freeze)
     return model
-
-
-def restore_text(family: type[TextModel], info: ModelInfo, spec: ModelSpec, framework: str | None, name: str,
-                 metadata: dict) -> TextModel:
-    """The family model for an ``.h5`` a zoo model was saved to (``Model.load`` sets its weights):
-    its config from the file, its tokenizer from the folder it was first loaded from, when that
-    folder is still there."""
-    config = family.config_class.from_dict(metadata.get("config") or {}, info.name)
-    folder = Path(metadata["pretrained"]) if metadata.get("pretrained") else None
-    tokenizer = family.read_tokenizer(None, folder) if folder is not None and folder.is_dir() else None
-    return family(spec, config, metadata.get("task") or family.tasks[0], framework, name, tokenizer)
 
 
 def _folder(info: ModelInfo, family: type[TextModel], pretrained: Any) -> Path:

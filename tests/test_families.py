@@ -1,0 +1,134 @@
+"""The family registry: Model.load finds a saved family by name, imports only what it needs, and
+takes families from plugin packages through the ``llmasos.families`` entry points."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmasos import Model, families
+from llmasos.errors import FamilyError
+
+PLUGIN = Path(__file__).parent / "plugins" / "llmasos_demo_plugin"
+
+pytestmark = pytest.mark.torch
+
+
+def run(code: str, path: Path | None = None) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (nothing imported yet), with ``path`` on its sys.path."""
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def small(**metadata) -> Model:
+    model = Model(input_dim=4, output_dim=3, framework="torch").add_layer("Dense", 3, activation="softmax")
+    model.build(seed=0)
+    model.metadata.update(metadata)
+    return model
+
+
+def test_unknown_family_names_it_and_the_known_ones(tmp_path):
+    path = small(family="nope").save(tmp_path / "nope.h5")
+    with pytest.raises(FamilyError) as err:
+        Model.load(path)
+    assert "'nope'" in str(err.value) and "bert, gpt2, marian, wav2vec2" in str(err.value)
+
+
+def test_registering_a_name_twice_raises_unless_it_is_the_listed_class():
+    from llmasos.zoo.bert import Bert  # the zoo fills in its listed "llmasos.zoo.bert:Bert": no error
+
+    assert families.register("bert", Bert) is Bert and families.get("bert") is Bert
+    with pytest.raises(FamilyError, match="'bert' is registered twice"):
+        families.register("bert", Model)
+
+
+def test_plain_and_image_zoo_files_load_without_the_zoo(tmp_path):
+    from llmasos import zoo
+
+    small().save(tmp_path / "plain.h5")
+    zoo.load("resnet_tiny", framework="torch", seed=0).save(tmp_path / "resnet.h5")
+    result = run(f"""
+        import sys
+        from llmasos import Model
+        for name in ("plain", "resnet"):
+            model = Model.load({str(tmp_path)!r} + f"/{{name}}.h5")
+            assert type(model) is Model, type(model)
+        print(sorted(m for m in sys.modules if m.startswith("llmasos.zoo")))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_text_family_file_loads_as_its_family(tmp_path):
+    from llmasos import zoo
+
+    bert = zoo.load("bert", framework="torch", seed=0, config={
+        "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+        "vocab_size": 30, "max_position_embeddings": 16})
+    bert.save(tmp_path / "bert.h5")
+    result = run(f"""
+        import sys
+        from llmasos import Model
+        model = Model.load({str(tmp_path)!r} + "/bert.h5")
+        print(type(model).__module__, type(model).__name__, model.config.hidden_size)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["llmasos.zoo.bert", "Bert", "8"]
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory) -> Path:
+    """The demo plugin installed by pip (wheel built by setuptools) into a folder of its own."""
+    root = tmp_path_factory.mktemp("plugin")
+    source = shutil.copytree(PLUGIN, root / "source")     # the build writes beside its sources
+    target = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(source)], check=True, timeout=300)
+    return target
+
+
+def test_a_plugin_family_loads_through_its_entry_point(tmp_path, plugin_path):
+    weights = small(family="demo", greeting="hi from the plugin").save(tmp_path / "demo.h5")
+    result = run(f"""
+        import numpy as np
+        from llmasos import Model, families
+        model = Model.load({weights!r})
+        print(type(model).__module__, type(model).__name__, model.greeting)
+        print(families.known())
+        np.save({str(tmp_path)!r} + "/out.npy", model.predict(np.eye(4, dtype=np.float32)))
+    """, plugin_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "llmasos_demo_plugin.family Demo hi from the plugin"
+    assert lines[1] == "['bert', 'broken', 'demo', 'gpt2', 'marian', 'wav2vec2']"
+    # the saved weights came back: the same seed builds the same model here
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), small().predict(np.eye(4, dtype=np.float32)))
+
+
+def test_a_broken_plugin_is_reported_by_name_and_breaks_nothing_else(tmp_path, plugin_path):
+    plain = small().save(tmp_path / "plain.h5")
+    result = run(f"""
+        import llmasos
+        from llmasos import Model, families
+        from llmasos.errors import FamilyError
+        assert type(Model.load({plain!r})) is Model
+        assert families.get("demo").__name__ == "Demo"
+        try:
+            families.get("broken")
+        except FamilyError as err:
+            print(err)
+    """, plugin_path)
+    assert result.returncode == 0, result.stderr
+    message = result.stdout.strip()
+    assert "'broken'" in message and "'llmasos-demo-plugin'" in message, message
+    assert "llmasos_demo_plugin_missing_dependency" in message, message
