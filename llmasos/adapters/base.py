@@ -32,18 +32,22 @@ class Trainer(ABC):
 
     ``loss`` is one of :data:`LOSSES`; the classification losses take logits: when the spec ends
     in softmax or sigmoid the adapter leaves that activation out while training (never applying it
-    twice). Losses are means over the batch; steps return the batch *sum* (mean × batch size) and
+    twice). Losses are means over the batch; ``weights`` (float32, one per sample) weigh each
+    sample's loss as Keras' ``sample_weight`` does (``sum(w_i * l_i) / batch``, its
+    ``sum_over_batch_size`` reduction). Steps return the batch *sum* (mean × batch size) and
     the batch's outputs as NumPy (logits for the classification losses), from which the neutral
     training loop computes every metric (:mod:`llmasos.metrics`) — so metrics are the same code,
     and the same numbers, whichever framework ran the step.
     """
 
     @abstractmethod
-    def train_step(self, inputs: list[np.ndarray], target: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
+    def train_step(self, inputs: list[np.ndarray], target: np.ndarray, lr: float,
+                   weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """One gradient step at learning rate ``lr``; returns (loss sum, outputs of the forward pass)."""
 
     @abstractmethod
-    def eval_step(self, inputs: list[np.ndarray], target: np.ndarray) -> tuple[float, np.ndarray]:
+    def eval_step(self, inputs: list[np.ndarray], target: np.ndarray,
+                  weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """Loss sum and outputs in inference mode, no update."""
 
     @abstractmethod

@@ -41,15 +41,20 @@ def _scalar(value) -> tf.Tensor:
     return tf.cast(value, _F32)
 
 
-def compute_loss(loss: str, out: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """The mean loss; classification losses take logits."""
+def compute_loss(loss: str, out: tf.Tensor, target: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """Keras' ``sum_over_batch_size``: ``sum(w_i * l_i) / batch``, where ``l_i`` is sample i's
+    loss (the mean over its output units); classification losses take logits."""
     if loss == "cross_entropy":
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(target, out))
-    target = tf.reshape(target, tf.shape(out))
-    if loss == "binary_cross_entropy":
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(target, out))
-    error = out - target
-    return tf.reduce_mean(tf.square(error) if loss == "mse" else tf.abs(error))
+        values = tf.nn.sparse_softmax_cross_entropy_with_logits(target, out)
+    else:
+        target = tf.reshape(target, tf.shape(out))
+        if loss == "binary_cross_entropy":
+            values = tf.nn.sigmoid_cross_entropy_with_logits(target, out)
+        else:
+            error = out - target
+            values = tf.square(error) if loss == "mse" else tf.abs(error)
+        values = tf.reduce_mean(tf.reshape(values, (tf.shape(values)[0], -1)), axis=1)
+    return tf.reduce_sum(values * weights) / tf.cast(tf.shape(values)[0], values.dtype)
 
 
 class _Rule:
@@ -118,7 +123,7 @@ class TFTrainer(Trainer):
         self.seed_states = [v for v in model.native.variables if v.name == "seed_generator_state"]
         self.reseed(seed)
         target = tf.TensorSpec((None,), tf.int64) if loss == "cross_entropy" else tf.TensorSpec(None, _F32)
-        self.signature = [model.input_signature(), target]
+        self.signature = [model.input_signature(), target, tf.TensorSpec((None,), _F32)]
         self._train = self._eval = None  # traced on first use
         self._collect()
 
@@ -141,10 +146,10 @@ class TFTrainer(Trainer):
         out = self.network(dict(zip((i.name for i in self.model.spec.inputs), inputs)), training=training)
         return out[self.model.spec.outputs[0]]
 
-    def _train_step(self, inputs, target):
+    def _train_step(self, inputs, target, weights):
         with tf.GradientTape() as tape:
             out = self._forward(inputs, True)
-            value = compute_loss(self.loss, out, target)
+            value = compute_loss(self.loss, out, target, weights)
         grads = tape.gradient(value, [var for _, _, var in self.entries])
         step = self.steps.assign_add(1)
         scalars = self.rule.scalars(self.lr, step)
@@ -153,16 +158,22 @@ class TFTrainer(Trainer):
                 self.rule.apply(var, tf.convert_to_tensor(grad), self.slots[layer, name], scalars)
         return value, out
 
-    def _eval_step(self, inputs, target):
+    def _eval_step(self, inputs, target, weights):
         out = self._forward(inputs, False)
-        return compute_loss(self.loss, out, target), out
+        return compute_loss(self.loss, out, target, weights), out
 
     def _target(self, target: np.ndarray) -> np.ndarray:
         if self.loss == "cross_entropy":
             return np.asarray(target, dtype=np.int64).reshape(-1)
         return np.asarray(target, dtype=np.float32)
 
-    def train_step(self, inputs: list[np.ndarray], target: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
+    @staticmethod
+    def _weights(weights: np.ndarray | None, count: int) -> np.ndarray:
+        # one traced step for both: no weights are weights of one
+        return np.ones(count, np.float32) if weights is None else np.asarray(weights, dtype=np.float32).reshape(-1)
+
+    def train_step(self, inputs: list[np.ndarray], target: np.ndarray, lr: float,
+                   weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         if self.version != self.model.trainable_version:
             self._collect()
         if self._train is None:
@@ -170,13 +181,14 @@ class TFTrainer(Trainer):
         if lr != self._lr_value:  # assign only on change: a constant rate costs nothing per step
             self.lr.assign(lr)
             self._lr_value = lr
-        value, out = self._train(self.model.feed(inputs), self._target(target))
+        value, out = self._train(self.model.feed(inputs), self._target(target), self._weights(weights, len(target)))
         return float(value) * len(target), out.numpy()
 
-    def eval_step(self, inputs: list[np.ndarray], target: np.ndarray) -> tuple[float, np.ndarray]:
+    def eval_step(self, inputs: list[np.ndarray], target: np.ndarray,
+                  weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         if self._eval is None:
             self._eval = self._trace(self._eval_step)
-        value, out = self._eval(self.model.feed(inputs), self._target(target))
+        value, out = self._eval(self.model.feed(inputs), self._target(target), self._weights(weights, len(target)))
         return float(value) * len(target), out.numpy()
 
     def reseed(self, seed: int | None) -> None:

@@ -35,14 +35,26 @@ def _make_optimizer(optimizer: Optimizer, params) -> torch.optim.Optimizer:
                                weight_decay=o["weight_decay"], foreach=True)
 
 
-def compute_loss(loss: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The mean loss; classification losses take logits."""
+def compute_loss(loss: str, out: torch.Tensor, target: torch.Tensor,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The batch loss; classification losses take logits. Without ``weights`` the mean over the
+    batch; with them Keras' ``sum_over_batch_size``: ``sum(w_i * l_i) / batch``, where ``l_i`` is
+    sample i's loss (the mean over its output units)."""
+    reduction = "mean" if weights is None else "none"
     if loss == "cross_entropy":
-        return F.cross_entropy(out, target)
-    target = target.to(out.dtype).reshape(out.shape)
-    if loss == "binary_cross_entropy":
-        return F.binary_cross_entropy_with_logits(out, target)
-    return F.mse_loss(out, target) if loss == "mse" else F.l1_loss(out, target)
+        values = F.cross_entropy(out, target, reduction=reduction)
+    else:
+        target = target.to(out.dtype).reshape(out.shape)
+        if loss == "binary_cross_entropy":
+            values = F.binary_cross_entropy_with_logits(out, target, reduction=reduction)
+        elif loss == "mse":
+            values = F.mse_loss(out, target, reduction=reduction)
+        else:
+            values = F.l1_loss(out, target, reduction=reduction)
+    if weights is None:
+        return values
+    per_sample = values.reshape(len(values), -1).mean(dim=1)
+    return (per_sample * weights).sum() / len(per_sample)
 
 
 def _numpy(out: torch.Tensor) -> np.ndarray:
@@ -64,13 +76,16 @@ class TorchTrainer(Trainer):
         self.optimizer = _make_optimizer(optimizer, self.params)
         self.steps = 0
         self._lr: float | None = None
+        # what train steps call: the module, or its DistributedDataParallel wrapper in a
+        # data-parallel run (llmasos.adapters.torch.distributed); evaluation calls the module
+        self.network: torch.nn.Module = self.module
 
     def reseed(self, seed):
         if seed is not None:
             torch.manual_seed(seed)
 
-    def _forward(self, inputs: list[np.ndarray]) -> torch.Tensor:
-        return self.module(*self.model.to_tensors(inputs), logits=self.logits)
+    def _forward(self, inputs: list[np.ndarray], network: torch.nn.Module | None = None) -> torch.Tensor:
+        return (self.module if network is None else network)(*self.model.to_tensors(inputs), logits=self.logits)
 
     def _target(self, target: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(target))
@@ -79,25 +94,29 @@ class TorchTrainer(Trainer):
         if not self.module.training:  # switching modes walks every module: only do it when it changes
             train_mode(self.module)
 
-    def train_step(self, inputs, target, lr):
+    def _weights(self, weights: np.ndarray | None) -> torch.Tensor | None:
+        return None if weights is None else torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))
+
+    def train_step(self, inputs, target, lr, weights=None):
         self._train_mode()
         if lr != self._lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self._lr = lr
-        out = self._forward(inputs)
-        value = compute_loss(self.loss, out, self._target(target))
+        out = self._forward(inputs, self.network)
+        value = compute_loss(self.loss, out, self._target(target), self._weights(weights))
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
         self.optimizer.step()
         self.steps += 1
         return value.item() * len(target), _numpy(out)
 
-    def eval_step(self, inputs, target):
+    def eval_step(self, inputs, target, weights=None):
         self.module.eval()
         with torch.inference_mode():
             out = self._forward(inputs)
-            return compute_loss(self.loss, out, self._target(target)).item() * len(target), _numpy(out)
+            value = compute_loss(self.loss, out, self._target(target), self._weights(weights))
+            return value.item() * len(target), _numpy(out)
 
     def _slots(self):
         """(layer kind, layer, weight, tensors) for trainable neutral weights."""
