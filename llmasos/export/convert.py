@@ -32,8 +32,8 @@ from ..errors import ExportError, LlmasosError, OnnxFileError
 from ..spec import ModelSpec
 from .config import OnnxConfig
 from .files import file_size, needs_external_data, save, staged
-from .metadata import export_metadata, write_metadata
-from .validate import as_model, check_onnx, op_counts, verify
+from .metadata import export_metadata, op_counts, write_metadata
+from .validate import as_model, check_onnx, verify
 
 if TYPE_CHECKING:
     from ..adapters.base import Backend

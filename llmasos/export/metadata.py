@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import onnx
@@ -41,7 +42,6 @@ from ..adapters import get_backend
 from ..spec import ModelSpec
 from .files import file_size
 from .providers import check_file
-from .validate import op_counts
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -51,6 +51,13 @@ _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)   # shapes and i
 TOKENIZER, TEXT_INPUTS, INT8 = "llmasos.tokenizer", "llmasos.text_inputs", "llmasos.int8"
 JSON_KEYS = ("spec", "inputs", "outputs", "labels", "frozen", "preprocessing", "optimization", TEXT_INPUTS, INT8)
 FROM_MODEL = ("labels", "preprocessing")    # keys of ``model.metadata`` that travel into the file
+
+
+def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
+    """Op types in the main graph, most frequent first; ops outside the standard domain carry it."""
+    counts = Counter(f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+                     for n in proto.graph.node)
+    return dict(counts.most_common())
 
 
 def export_metadata(model: "Model", config: "OnnxConfig", exporter: str) -> dict[str, Any]:

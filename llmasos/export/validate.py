@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,13 +53,6 @@ def check_onnx(path: str | os.PathLike) -> None:
         onnx.checker.check_model(os.fspath(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ExportError(f"the ONNX checker rejects the file: {_first_line(exc)}") from exc
-
-
-def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
-    """Op types in the main graph, most frequent first; ops outside the standard domain carry it."""
-    counts = Counter(f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
-                     for n in proto.graph.node)
-    return dict(counts.most_common())
 
 
 def run_onnx(path: str | os.PathLike, feed: dict[str, np.ndarray], runtime: str = "onnxruntime") -> dict[str, np.ndarray]:
