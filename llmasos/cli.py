@@ -3,7 +3,8 @@
 ::
 
     llmasos demo [--framework tf] [--dir DIR]       train on scikit-learn's digits, end to end
-    llmasos train CONFIG [--framework tf] [--epochs N] [--out model.h5]
+    llmasos train CONFIG [--framework tf] [--epochs N] [--out model.h5] [--nproc N]
+                   [--kubeflow JOB.yaml [--image IMAGE] [--gpus N] [--pvc CLAIM] [--job-name NAME]]
     llmasos info model.h5|model.onnx                spec, framework, versions, metadata (ONNX: ops, shapes)
     llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA]
                    [--int8-target auto|avx2|avx512|vnni|arm64] [--fp16] [--external-data]
@@ -51,32 +52,69 @@ def _add_train(commands: Any) -> None:
     parser.add_argument("--framework", help="torch or tf; overrides the config's framework")
     parser.add_argument("--epochs", type=int, help="overrides training.epochs")
     parser.add_argument("--out", help="where to save the model (.h5); overrides the config's output")
+    parser.add_argument("--nproc", type=int, help="data-parallel local processes; overrides training.nproc")
+    parser.add_argument("--kubeflow", metavar="JOB", help="write a Kubeflow PyTorchJob/TFJob running this training "
+                                                          "on --nproc replicas instead of training here")
+    parser.add_argument("--image", help="with --kubeflow: the container image (llmasos and the framework installed)")
+    parser.add_argument("--gpus", type=int, default=0, help="with --kubeflow: GPUs per replica")
+    parser.add_argument("--pvc", help="with --kubeflow: a PersistentVolumeClaim holding the config and data, "
+                                      "mounted as the working folder")
+    parser.add_argument("--job-name", help="with --kubeflow: the job's name (default: from the model's name)")
     parser.set_defaults(run=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
     from .config import load_config
 
+    from . import distributed
+
     config = load_config(args.config)
+    settings = config.training
+    nproc = settings.nproc if args.nproc is None else args.nproc
+    if args.kubeflow:
+        return _kubeflow(args, config, nproc)
+    if distributed.context() is not None:   # under torchrun or a Kubeflow job: its launcher decides
+        nproc = None
     model = config.build_model(args.framework)
     train, test = config.train_dataset(), config.test_dataset()
-    settings = config.training
+    say = print if distributed.is_main() else _quiet
     epochs = settings.epochs if args.epochs is None else args.epochs
     output = Path(args.out) if args.out else config.output_path
     optimizer = config.optimizer()
-    print(f"llmasos train {args.config}: framework {model.framework}, {len(train):,} training rows"
-          + (f", {len(test):,} test rows" if test is not None else ""))
-    print(model.summary())
-    print(f"optimizer {optimizer.name} lr={optimizer.lr:g}; {epochs} epochs, batch size {settings.batch_size}, "
-          f"seed {settings.seed}")
+    say(f"llmasos train {args.config}: framework {model.framework}, {len(train):,} training rows"
+        + (f", {len(test):,} test rows" if test is not None else ""))
+    say(model.summary())
+    say(f"optimizer {optimizer.name} lr={optimizer.lr:g}; {epochs} epochs, batch size {settings.batch_size}, "
+        f"seed {settings.seed}" + (f", {nproc} processes" if nproc and nproc > 1 else ""))
     started = time.perf_counter()
-    model.train(train, optimizer, epochs=epochs, batch_size=settings.batch_size, validation=test,
-                seed=settings.seed, loss=settings.loss, callbacks=[*config.callbacks(), _EpochPrinter(epochs)])
-    print(f"trained in {time.perf_counter() - started:.1f} s")
+    # worker processes (nproc > 1) cannot take a callback of this process: their epochs print afterwards
+    workers = bool(nproc and nproc > 1)
+    printer = [_EpochPrinter(epochs)] if distributed.is_main() and not workers else []
+    history = model.train(train, optimizer, epochs=epochs, batch_size=settings.batch_size, validation=test,
+                          seed=settings.seed, loss=settings.loss, callbacks=[*config.callbacks(), *printer], nproc=nproc)
+    for logs in history.epochs if workers else ():
+        _EpochPrinter(epochs).on_epoch_end(model, logs)
+    say(f"trained in {time.perf_counter() - started:.1f} s")
     if test is not None:
-        print(f"test: {_metrics(model.evaluate(test))}")
+        say(f"test: {_metrics(model.evaluate(test))}")
     model.save(output)
-    print(f"saved {output}")
+    say(f"saved {output}")
+    return 0
+
+
+def _quiet(*_: Any) -> None:
+    """Ranks other than 0 of a data-parallel run print nothing."""
+
+
+def _kubeflow(args: argparse.Namespace, config: Any, nproc: int) -> int:
+    from .kubeflow import DEFAULT_IMAGE, job_name, write_manifest
+
+    framework = config.framework_name(args.framework)
+    path = write_manifest(args.kubeflow, framework, args.config, name=args.job_name or job_name(config.model.name),
+                          replicas=nproc, image=args.image or DEFAULT_IMAGE, gpus=args.gpus, pvc=args.pvc)
+    kind = "PyTorchJob" if framework == "torch" else "TFJob"
+    print(f"wrote {path}: a Kubeflow {kind} training {args.config} on {nproc} replica(s); "
+          f"kubectl apply -f {path}")
     return 0
 
 

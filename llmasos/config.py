@@ -30,6 +30,8 @@ The format (every key but ``model`` and ``data.train`` is optional; unknown keys
       early_stopping: null      # a patience (e.g. 3) or {patience, monitor, min_delta, restore_best}
       checkpoint_every: null    # save a resumable checkpoint every N epochs
       checkpoint: null          # where (may hold {epoch}); default: <output>.ckpt.h5
+      nproc: 1                  # data-parallel local processes (batch_size stays the global batch);
+                                # ignored under torchrun/Kubeflow, whose launcher decides
     output: model.h5            # where `llmasos train` saves the model, relative to the config file
 
 >>> config = Config.from_dict({"model": {"input_dim": 4, "output_dim": 3,
@@ -139,6 +141,7 @@ class TrainingConfig(_Section):
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint_every: PositiveInt | None = None
     checkpoint: str | None = None
+    nproc: PositiveInt = 1
 
     @field_validator("early_stopping", mode="before")
     @classmethod

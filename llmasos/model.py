@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from . import families, io
+from . import distributed, families, io
 from .adapters import ENV_VAR, get_backend, installed_frameworks, resolve_framework
 from .adapters.base import CompiledModel, Trainer, Weights
 from .data import named_classes
@@ -297,7 +297,8 @@ class Model:
     def train(self, dataset: "Dataset", optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int = 32,
               validation: "Dataset | None" = None, *, seed: int | None = None, loss: str | None = None,
               callbacks: Iterable[Callback] = (), progress: bool | None = None,
-              checkpoint: str | None = None, checkpoint_every: int = 1, resume: str | None = None) -> History:
+              checkpoint: str | None = None, checkpoint_every: int = 1, resume: str | None = None,
+              nproc: int | None = None) -> History:
         """Train ``epochs`` more epochs and return the :class:`History` of every epoch so far (also
         kept as ``model.history``).
 
@@ -314,6 +315,11 @@ class Model:
         ``checkpoint="ckpt.h5"`` saves every ``checkpoint_every`` epochs; ``resume="ckpt.h5"``
         continues such a run up to a total of ``epochs`` (the checkpoint's epochs count), with the
         same result as an uninterrupted run, and returns at once when the checkpoint has them all.
+
+        ``nproc=N`` trains data-parallel on N local processes (:mod:`llmasos.launch`) and takes the
+        result back; ``batch_size`` stays the global batch, so N changes the speed, not the result.
+        Under torchrun (``WORLD_SIZE``) or ``TF_CONFIG`` every process calls train() and trains as
+        its rank (:mod:`llmasos.distributed`).
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise TrainingError(f"epochs must be a positive int, got {epochs!r}")
@@ -324,6 +330,14 @@ class Model:
                             f"wrap arrays as Dataset(X, y, mode='train')")
         if len(dataset) == 0:
             raise DataError("the training dataset is empty")
+        if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1):
+            raise TrainingError(f"nproc must be a positive int (processes), got {nproc!r}")
+        if nproc is not None and nproc > 1:
+            from .launch import launch
+
+            return launch(self, nproc, dataset=dataset, validation=validation, optimizer=optimizer, callbacks=callbacks,
+                          epochs=epochs, batch_size=batch_size, seed=seed, loss=loss, progress=progress,
+                          checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
         if resume is not None:
             self._resume_from(resume)
             optimizer = optimizer or self._optimizer
@@ -338,7 +352,8 @@ class Model:
         optimizer = self._continue_or_restart(optimizer, loss)
         self._loss, self._optimizer, self._seed = loss, optimizer, seed
         self.build(seed)
-        trainer = self._get_trainer(optimizer, self._loss, seed)
+        trainer = distributed.shard_trainer(self, self._get_trainer(optimizer, self._loss, seed))
+        progress = progress if distributed.is_main() else False
         callbacks = list(callbacks)
         if checkpoint is not None:
             callbacks.append(Checkpoint(checkpoint, every=checkpoint_every))
@@ -414,7 +429,14 @@ class Model:
     # -- saving -------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike, include_optimizer: bool = True) -> str:
-        """Write the framework-neutral .h5 (spec + weights + training state), atomically."""
+        """Write the framework-neutral .h5 (spec + weights + training state), atomically. In a
+        data-parallel run rank 0 writes and every rank waits for it (call it on every rank)."""
+        with distributed.writer() as writes:
+            if writes:
+                self._write(path, include_optimizer)
+        return os.fspath(path)
+
+    def _write(self, path: str | os.PathLike, include_optimizer: bool) -> None:
         training = None
         if include_optimizer and self._optimizer is not None:
             state = self._trainer.get_state() if self._trainer is not None else self._pending_state
@@ -425,7 +447,6 @@ class Model:
                                     framework_version=backend.version(),
                                     metadata={"name": self.name, "output_dim": self.output_dim, **self.metadata},
                                     training=training))
-        return os.fspath(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, framework: str | None = None, *, allow_nonfinite: bool = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -48,6 +49,11 @@ class Dataset:
             raise DataError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
         self.mode = mode
         self.dtype = dtype
+        # the file and options it was opened with (None for arrays and DataFrames), so another
+        # process can open the same rows in the same order (train(nproc=...): llmasos.launch)
+        self.origin = None if not isinstance(source, (str, os.PathLike)) or y is not None else {
+            "source": os.path.abspath(source), "target": target, "features": None if features is None else list(features),
+            "chunk_size": chunk_size, "shape": None if shape is None else list(shape), "dtype": dtype, "mode": mode}
         self._source = open_source(source, y, target, None if features is None else list(features), chunk_size)
         self.name = self._source.name
         if self._source.n_rows == 0:
