@@ -81,9 +81,13 @@ def test_a_text_family_file_loads_as_its_family(tmp_path):
         from llmasos import Model
         model = Model.load({str(tmp_path)!r} + "/bert.h5")
         print(type(model).__module__, type(model).__name__, model.config.hidden_size)
+        families = ("resnet", "vgg", "bert", "gpt2", "marian", "wav2vec2")
+        print([f for f in families if "llmasos.zoo." + f in sys.modules])
     """)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["llmasos.zoo.bert", "Bert", "8"]
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["llmasos.zoo.bert", "Bert", "8"]
+    assert lines[1] == "['bert']"           # the other families' modules stay unimported
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ Loading gives an ordinary :class:`llmasos.Model` (train, evaluate, predict, save
     net.train(Dataset(images, labels, mode="train"), Optimizer("AdamW", lr=3e-4), epochs=3)
     zoo.classify(zoo.load("resnet50", pretrained=True), PIL.Image.open("dog.jpg"))
 
-One file per family registers its models (:mod:`.resnet`, :mod:`.vgg`); :mod:`.registry` holds
-the metadata, :mod:`.weights` finds and maps checkpoints, :mod:`.preprocess` prepares images.
+One file per family registers its models (:mod:`.resnet`, :mod:`.vgg`, ...), imported on the first
+lookup (``registry.FAMILIES``); :mod:`.registry` holds the metadata, :mod:`.weights` finds and maps checkpoints, :mod:`.preprocess` prepares images.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from typing import Any
 
 from ..errors import ZooError
 from ..model import Model
-from . import registry
-from . import resnet, vgg  # noqa: F401  (each family registers its models when imported)
-from . import bert, gpt2  # noqa: F401  (text families, registered after the image ones for zoo.list())
-from . import marian, wav2vec2  # noqa: F401  (translation and speech)
+from . import registry  # imports the family modules (registry.FAMILIES) on the first lookup
 from .preprocess import classify, prepare_images, top_k
 from .registry import ModelInfo, register
 from .text import load_text

@@ -20,6 +20,7 @@ softmax). Registering a name twice raises.
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -120,6 +121,10 @@ def _millions(count: int) -> str:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+# The zoo's family modules, in the order zoo.list() shows them. Each registers its models when
+# imported, which the first lookup here does: Model.load of a BERT file imports only .bert.
+FAMILIES = ("resnet", "vgg", "bert", "gpt2", "marian", "wav2vec2")
+_families_loaded = False
 
 
 def register(**info: Any) -> Callable[[Builder], Builder]:
@@ -142,6 +147,7 @@ def register(**info: Any) -> Callable[[Builder], Builder]:
 
 def get(name: str) -> ModelInfo:
     """The entry registered as ``name``, or a :class:`ZooError` naming the known ones."""
+    _load_families()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -150,8 +156,24 @@ def get(name: str) -> ModelInfo:
 
 
 def entries() -> list[ModelInfo]:
-    """Every registered model, in registration order (family by family)."""
-    return [*_REGISTRY.values()]
+    """Every registered model, family by family in :data:`FAMILIES` order (others after them),
+    each family's in registration order."""
+    _load_families()
+    rank = {family: position for position, family in enumerate(FAMILIES)}
+    return sorted(_REGISTRY.values(), key=lambda info: rank.get(info.family, len(FAMILIES)))
+
+
+def _load_families() -> None:
+    global _families_loaded
+    if _families_loaded:
+        return
+    _families_loaded = True     # first, so a family that looks a model up while importing does not recurse
+    try:
+        for family in FAMILIES:
+            importlib.import_module(f"{__package__}.{family}")
+    except BaseException:
+        _families_loaded = False
+        raise
 
 
 def table(infos: list[ModelInfo]) -> str:
