@@ -144,6 +144,12 @@ def group(framework: str) -> Group:
     return _groups[framework]
 
 
+def join(framework: str) -> Group | None:
+    """Join this process's run in ``framework`` when it is one rank of a run, else None. Call it
+    before the framework runs anything: TensorFlow configures its collectives at its first op."""
+    return None if context() is None else group(framework)
+
+
 def joined() -> Group | None:
     """The group this process has joined, if any."""
     return next(iter(_groups.values()), None)

@@ -170,6 +170,7 @@ def work(folder: Path) -> None:
     from .optim import Optimizer
 
     job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+    distributed.join(job["framework"])   # before the model is built: TensorFlow needs its strategy first
     model = Model.load(folder / "model.h5", framework=job["framework"], max_elements=None)
     optimizer = None if job["optimizer"] is None else Optimizer.from_config(job["optimizer"])
     model.train(_open_dataset(job["train"]), optimizer, validation=_open_dataset(job["validation"]),

@@ -351,6 +351,7 @@ class Model:
         loss = resolve_loss(self.spec.final_activation(), loss)
         optimizer = self._continue_or_restart(optimizer, loss)
         self._loss, self._optimizer, self._seed = loss, optimizer, seed
+        distributed.join(self.framework)   # first: TensorFlow sets up collectives before its first op
         self.build(seed)
         trainer = distributed.shard_trainer(self, self._get_trainer(optimizer, self._loss, seed))
         progress = progress if distributed.is_main() else False

@@ -1,8 +1,10 @@
-"""Run under torch's launcher by tests/test_distributed.py: every rank trains the digits MLP and a
-small CNN as the same program does under torchrun, and saves its own weights (rank-suffixed .npz)
-for the test to compare; then a negative control whose ranks do not combine their gradients.
+"""The program every rank runs in tests/test_distributed.py and tests/adapters/test_tf_distributed.py:
+each rank trains the digits MLP and a small CNN as a script does under a launcher, and saves its own
+weights (rank-suffixed .npz) for the test to compare; then a negative control whose ranks do not
+combine their gradients.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_ranks.py OUT_DIR
+    TF_CONFIG=... python tests/ddp_ranks.py OUT_DIR tf          (one process per worker)
 """
 
 from __future__ import annotations
@@ -57,15 +59,37 @@ def max_diff(a: dict, b: dict) -> float:
     return max(float(np.abs(np.asarray(a[k]) - np.asarray(b[k])).max()) for k in a)
 
 
-def main(out: str) -> None:
-    from llmasos.adapters.torch import distributed
+def compare(out, framework: str) -> None:
+    """The test on what the ranks saved in ``out``: the same weights on every rank, those of one
+    process within 1e-5, and a control without the all-reduce that differs."""
+    from pathlib import Path
 
-    rank = os.environ["RANK"]
-    np.savez(os.path.join(out, f"mlp-{rank}.npz"), **flat(train(mlp(), MLP_ROWS).get_weights()))
-    np.savez(os.path.join(out, f"cnn-{rank}.npz"), **flat(train(cnn(), CNN_ROWS).get_weights()))
-    distributed.TorchGroup.attach = lambda self, trainer: None     # each rank keeps its own gradient
-    np.savez(os.path.join(out, f"control-{rank}.npz"), **flat(train(mlp(), MLP_ROWS).get_weights()))
+    ranks = {name: [dict(np.load(Path(out) / f"{name}-{r}.npz")) for r in (0, 1)] for name in ("mlp", "cnn", "control")}
+    for name, build, rows in (("mlp", mlp, MLP_ROWS), ("cnn", cnn, CNN_ROWS)):
+        single = flat(train(build(framework), rows).get_weights())
+        assert max_diff(ranks[name][0], ranks[name][1]) == 0.0, name          # every rank holds the same weights
+        assert max_diff(ranks[name][0], single) <= 1e-5, (name, max_diff(ranks[name][0], single))   # only speed
+        assert max_diff(single, flat(build(framework).build(0).get_weights())) > 1e-2    # it did train
+    control = ranks["control"]
+    single = flat(train(mlp(framework), MLP_ROWS).get_weights())
+    assert max_diff(control[0], control[1]) > 1e-3                            # without all-reduce ranks drift apart
+    assert max_diff(control[0], single) > 1e-3
+
+
+def main(out: str, framework: str = "torch") -> None:
+    import importlib
+
+    from llmasos import distributed
+
+    distributed.join(framework)          # first: TensorFlow sets up its collectives before its first op
+    rank = distributed.context().rank
+    np.savez(os.path.join(out, f"mlp-{rank}.npz"), **flat(train(mlp(framework), MLP_ROWS).get_weights()))
+    np.savez(os.path.join(out, f"cnn-{rank}.npz"), **flat(train(cnn(framework), CNN_ROWS).get_weights()))
+    adapter = importlib.import_module(f"llmasos.adapters.{framework}.distributed")
+    group = adapter.TorchGroup if framework == "torch" else adapter.TFGroup
+    group.attach = lambda self, trainer: None      # each rank keeps its own gradient
+    np.savez(os.path.join(out, f"control-{rank}.npz"), **flat(train(mlp(framework), MLP_ROWS).get_weights()))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -95,7 +95,7 @@ def test_nproc_is_refused_when_bad_or_when_already_a_rank(monkeypatch, digits):
 
 
 def test_a_callback_workers_cannot_rebuild_is_refused_before_any_worker_starts(digits):
-    from llmasos.training import Callback
+    from llmasos.callbacks import Callback
 
     x, y = digits[0][:64], digits[1][:64]
     with pytest.raises(TrainingError, match="can rebuild EarlyStopping and Checkpoint callbacks but not Callback"):
@@ -109,16 +109,7 @@ def test_a_callback_workers_cannot_rebuild_is_refused_before_any_worker_starts(d
 def test_ddp_ranks_equal_one_process_and_each_other_and_a_control_without_allreduce_does_not(tmp_path):
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
           str(HERE / "ddp_ranks.py"), str(tmp_path)])
-    ranks = {name: [dict(np.load(tmp_path / f"{name}-{r}.npz")) for r in (0, 1)] for name in ("mlp", "cnn", "control")}
-    for name, build, rows in (("mlp", ddp_ranks.mlp, ddp_ranks.MLP_ROWS), ("cnn", ddp_ranks.cnn, ddp_ranks.CNN_ROWS)):
-        single = ddp_ranks.flat(ddp_ranks.train(build(), rows).get_weights())
-        assert ddp_ranks.max_diff(ranks[name][0], ranks[name][1]) == 0.0, name      # every rank holds the same weights
-        assert ddp_ranks.max_diff(ranks[name][0], single) <= 1e-5, name              # nproc changes nothing but speed
-        assert ddp_ranks.max_diff(single, ddp_ranks.flat(build().build(0).get_weights())) > 1e-2   # it did train
-        if name == "mlp":
-            control = ranks["control"]
-            assert ddp_ranks.max_diff(control[0], control[1]) > 1e-3                # without all-reduce ranks drift apart
-            assert ddp_ranks.max_diff(control[0], single) > 1e-3
+    ddp_ranks.compare(tmp_path, "torch")
 
 
 @pytest.mark.torch

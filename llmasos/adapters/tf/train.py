@@ -125,6 +125,10 @@ class TFTrainer(Trainer):
         target = tf.TensorSpec((None,), tf.int64) if loss == "cross_entropy" else tf.TensorSpec(None, _F32)
         self.signature = [model.input_signature(), target, tf.TensorSpec((None,), _F32)]
         self._train = self._eval = None  # traced on first use
+        # a data-parallel run (llmasos.adapters.tf.distributed) sets these: the step runs as the
+        # strategy's replica and ``combine`` sums the gradients across workers before the update
+        self.strategy: tf.distribute.Strategy | None = None
+        self.combine = None
         self._collect()
 
     def _collect(self) -> None:
@@ -151,12 +155,17 @@ class TFTrainer(Trainer):
             out = self._forward(inputs, True)
             value = compute_loss(self.loss, out, target, weights)
         grads = tape.gradient(value, [var for _, _, var in self.entries])
+        if self.combine is not None:
+            grads = self.combine(grads)
         step = self.steps.assign_add(1)
         scalars = self.rule.scalars(self.lr, step)
         for (layer, name, var), grad in zip(self.entries, grads):
             if grad is not None:  # weights that do not reach the loss are left alone, as in torch
                 self.rule.apply(var, tf.convert_to_tensor(grad), self.slots[layer, name], scalars)
         return value, out
+
+    def _replica_step(self, *args):
+        return self.strategy.run(self._train_step, args=args)
 
     def _eval_step(self, inputs, target, weights):
         out = self._forward(inputs, False)
@@ -177,7 +186,8 @@ class TFTrainer(Trainer):
         if self.version != self.model.trainable_version:
             self._collect()
         if self._train is None:
-            self._train = self._trace(self._train_step, jit_compile=JIT_COMPILE)
+            step = self._train_step if self.strategy is None else self._replica_step
+            self._train = self._trace(step, jit_compile=JIT_COMPILE)
         if lr != self._lr_value:  # assign only on change: a constant rate costs nothing per step
             self.lr.assign(lr)
             self._lr_value = lr
