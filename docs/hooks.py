@@ -1,0 +1,85 @@
+"""MkDocs hooks: one source for each text, nothing copied by hand (docs/notebooks is a link to
+../notebooks, rendered by mkdocs-jupyter).
+
+* ``<!-- readme: Heading -->`` in a page is replaced by that ``## Heading`` section of README.md
+  (its ``###`` subsections included), so the guides never drift from the README.
+* ``<!-- file: CONTRIBUTING.md -->`` is replaced by that file of the repository's root.
+* ``<!-- cli-help -->`` is replaced by the ``--help`` of ``llmasos`` and of each subcommand, from
+  the parser the command line itself uses.
+* ``<!-- api: llmasos.export -->`` is replaced by a reference entry for every name in that
+  module's ``__all__``, found where it really lives (public names load lazily, so the list and
+  the places follow the code); a submodule in ``__all__`` links to its own page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README_MARK = re.compile(r"<!-- readme: (.+?) -->")
+CLI_MARK = "<!-- cli-help -->"
+FILE_MARK = re.compile(r"<!-- file: ([\w.-]+) -->")
+API_MARK = re.compile(r"<!-- api: ([\w.]+) -->")
+PAGES = {"llmasos.export": "export.md", "llmasos.zoo": "zoo.md", "llmasos.serve": "serve.md",
+         "llmasos.errors": "errors.md"}
+
+
+def readme_section(heading: str) -> str:
+    """The body of README.md's ``## heading`` section, up to the next ``##`` heading."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    if match is None:
+        raise ValueError(f"README.md has no section '## {heading}'")
+    return match.group(1).strip() + "\n"
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = []
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((name, sub))
+                found += [(f"{name} {inner}", parser) for inner, parser in _subcommands(sub)]
+    return found
+
+
+def cli_help() -> str:
+    from llmasos.cli import build_parser
+
+    parser = build_parser()
+    parts = ["## llmasos\n", "```text\n" + parser.format_help() + "```\n"]
+    for name, sub in _subcommands(parser):
+        parts += [f"## llmasos {name}\n", "```text\n" + sub.format_help() + "```\n"]
+    return "\n".join(parts)
+
+
+def api_entries(module_name: str) -> str:
+    """``:::`` entries (mkdocstrings) for the public names of ``module_name``."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(module_name)
+    parts = []
+    for name in module.__all__:
+        if name.startswith("__"):
+            continue
+        value = getattr(module, name)
+        if inspect.ismodule(value):
+            page = PAGES.get(value.__name__)
+            parts.append(f"## `{module_name}.{name}`\n\nThe [{value.__name__}]({page}) module.\n" if page else
+                         f"## `{module_name}.{name}`\n\n::: {value.__name__}\n")
+            continue
+        target = f"{value.__module__}.{value.__qualname__}"
+        parts.append(f"## `{module_name}.{name}`\n\n::: {target}\n    options:\n      show_root_heading: false\n")
+    return "\n".join(parts)
+
+
+def on_page_markdown(markdown, page, config, files):
+    markdown = README_MARK.sub(lambda m: readme_section(m.group(1)), markdown)
+    markdown = FILE_MARK.sub(lambda m: (ROOT / m.group(1)).read_text(encoding="utf-8"), markdown)
+    markdown = API_MARK.sub(lambda m: api_entries(m.group(1)), markdown)
+    if CLI_MARK in markdown:
+        markdown = markdown.replace(CLI_MARK, cli_help())
+    return markdown
