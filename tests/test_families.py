@@ -119,18 +119,16 @@ def test_a_plugin_family_loads_through_its_entry_point(tmp_path, plugin_path):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), small().predict(np.eye(4, dtype=np.float32)))
 
 
-def test_a_broken_plugin_is_reported_by_name_and_breaks_nothing_else(tmp_path, plugin_path):
-    plain = small().save(tmp_path / "plain.h5")
-    result = run(f"""
+def test_a_broken_plugin_is_reported_by_name_and_breaks_nothing_else(plugin_path):
+    result = run("""
         import llmasos
-        from llmasos import Model, families
+        from llmasos import families
         from llmasos.errors import FamilyError
-        assert type(Model.load({plain!r})) is Model
-        assert families.get("demo").__name__ == "Demo"
         try:
             families.get("broken")
         except FamilyError as err:
             print(err)
+        assert families.get("demo").__name__ == "Demo" and families.get("bert").__name__ == "Bert"
     """, plugin_path)
     assert result.returncode == 0, result.stderr
     message = result.stdout.strip()
