@@ -3,6 +3,13 @@
 Each message says what was wrong and what is allowed. All derive from :class:`LlmasosError`, and
 the ones about bad values also derive from :class:`ValueError` so ordinary ``except ValueError``
 code keeps working.
+
+>>> from llmasos import Model
+>>> try:
+...     Model(input_dim=4, input_shape=(4,))
+... except SpecError as error:
+...     print(error)
+give exactly one of input_dim (features), input_shape (e.g. (1, 28, 28)) or inputs (a dict of named input shapes)
 """
 
 from __future__ import annotations

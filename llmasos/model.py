@@ -45,6 +45,16 @@ class Model:
     channels first); graphs with several inputs take ``inputs={"name": shape, ...}`` and name
     each layer's ``inputs=``. ``output_dim`` declares the classes (or targets) and is checked
     against the last layer.
+
+    >>> model = Model(input_dim=64, output_dim=10, framework="torch")
+    >>> model.add_layer("Dense", 32, activation="relu").add_layer("Dense", 10, activation="softmax")
+    Model(framework='torch', layers=2, parameters=2,410, built=False)
+
+    Training, saving and loading in the other framework (notebooks/01 and 02 run these)::
+
+        history = model.train(Dataset("train.csv", mode="train"), Optimizer("Adam", lr=1e-3), epochs=10)
+        model.save("model.h5")
+        same = Model.load("model.h5", framework="tf")
     """
 
     def __init__(self, input_dim: int | None = None, output_dim: int | None = None, *,

@@ -54,6 +54,13 @@ class LayerSpec:
 
 @dataclass
 class ModelSpec:
+    """The neutral description of a model: inputs, layers and outputs as plain, JSON-ready data.
+
+    >>> spec = ModelSpec.sequential((4,)).add("Dense", 3, activation="softmax")
+    >>> spec.parameter_count(), spec.outputs
+    (15, ['dense'])
+    """
+
     inputs: list[InputSpec] = field(default_factory=list)
     layers: list[LayerSpec] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)

@@ -187,6 +187,11 @@ class Checkpoint(Callback):
     """Save the model with its optimizer state every ``every`` epochs, for ``train(resume=path)``.
 
     ``path`` may contain ``{epoch}`` to keep one file per checkpoint.
+
+    ```python
+    model.train(train, epochs=20, callbacks=[Checkpoint("ckpt-{epoch}.h5", every=5)])
+    model.train(train, epochs=20, resume="ckpt-15.h5")    # a killed run goes on to epoch 20
+    ```
     """
 
     def __init__(self, path: str, every: int = 1) -> None:

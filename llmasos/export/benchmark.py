@@ -44,6 +44,11 @@ def bench(path: str | os.PathLike, providers: Any = ("cpu",), batches: Iterable[
 
     Inputs are random (see :func:`~llmasos.export.feeds.random_feed`); dynamic non-batch
     dimensions (sequence length) take ``length``.
+
+    ```python
+    for row in export.bench("model.onnx", providers=["cuda", "cpu"], batches=(1, 32)):
+        print(row["provider"], row["batch"], row["median_ms"], row["samples_per_s"])
+    ```
     """
     proto = check_file(path)
     sess = session(path, providers)

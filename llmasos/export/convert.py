@@ -42,7 +42,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class ExportReport:
-    """What an export did; ``str(report)`` is the CLI's summary."""
+    """What an export did; ``str(report)`` is the CLI's summary.
+
+    ```python
+    report = export.to_onnx("model.h5", "model.onnx")
+    report.verified, report.max_abs_diff, report.op_counts   # (True, 1.2e-07, {'Gemm': 2, 'Relu': 1, ...})
+    ```
+    """
 
     path: str
     framework: str
@@ -90,6 +96,11 @@ def to_onnx(model_or_h5_path: Any, path: str | os.PathLike, *, opset: int | None
     exporter and Optimum write them; ``external_data=True`` asks for that at any size, ``False``
     never. Keep the two files together: loaders, servers and Triton repositories read the data
     file only from the model's own folder.
+
+    ```python
+    report = export.to_onnx(model, "model.onnx")       # or a path: export.to_onnx("model.h5", "model.onnx")
+    print(report)                                      # exporter, opset, inputs/outputs, ops, max abs diff
+    ```
     """
     started = time.perf_counter()
     model = as_model(model_or_h5_path)

@@ -31,7 +31,13 @@ if TYPE_CHECKING:
 def to_fp16(src: str | os.PathLike, dst: str | os.PathLike, keep_io_types: bool = True, *,
             eval_data: "Dataset | None" = None) -> OptimizationReport:
     """Write a float16 copy of ``src`` at ``dst``; inputs and outputs stay float32 unless
-    ``keep_io_types=False``. With ``eval_data`` the report gives the metric change."""
+    ``keep_io_types=False``. With ``eval_data`` the report gives the metric change.
+
+    ```python
+    report = export.to_fp16("model.onnx", "model.fp16.onnx")
+    report.size_ratio, report.verification            # about 0.5; within 1e-2 of the largest output
+    ```
+    """
 
     def write(source: str, target: str) -> None:
         from onnxruntime.transformers.float16 import convert_float_to_float16

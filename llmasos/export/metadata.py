@@ -116,11 +116,11 @@ def tensor_infos(values: Any, layouts: dict[str, str]) -> list[dict]:
 def info(path: str | os.PathLike) -> dict[str, Any]:
     """Everything a receiving team needs to know about an ONNX file, as a dict.
 
-    Usage::
-
-        details = info("model.onnx")
-        details["inputs"], details["framework"], details["ops"]
-        ([{'name': 'input', 'dtype': 'float32', 'shape': ['batch', 64], 'layout': 'NC'}], 'torch', {'Gemm': 2, 'Relu': 1, ...})
+    ```python
+    details = info("model.onnx")
+    details["inputs"], details["framework"], details["ops"]
+    # ([{'name': 'input', 'dtype': 'float32', 'shape': ['batch_size', 64], 'layout': 'NC'}], 'torch', {'Gemm': 2, ...})
+    ```
 
     Files from elsewhere work too; the llmasos keys are then absent.
     """

@@ -32,6 +32,12 @@ def compare(reference: str | os.PathLike, candidate: str | os.PathLike, dataset:
     Classification (integer labels) reports ``accuracy`` and the share of predictions on which
     both files agree (``agreement``; per row, or per token for sequence outputs); regression
     (float labels) reports ``mse``. Without labels only the agreement and ``max_abs_diff`` are given.
+
+    ```python
+    export.compare("model.onnx", "model.int8.onnx", Dataset("test.csv", mode="test"))
+    # {'rows': 450, 'max_abs_diff': 0.006, 'agreement': 0.998, 'metric': 'accuracy',
+    #  'reference': 0.963, 'candidate': 0.963, 'change': 0.0}
+    ```
     """
     proto = check_file(reference)
     inputs = graph_inputs(proto)

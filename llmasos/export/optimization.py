@@ -55,6 +55,11 @@ def optimize(src: str | os.PathLike, dst: str | os.PathLike, level: str = "all",
     ``transformer``: None (default) applies the transformer fusions to transformer files at
     ``extended``/``all``, True insists (an :class:`ExportError` for a file without attention
     layers), False never applies them.
+
+    ```python
+    report = export.optimize("model.onnx", "model.opt.onnx")
+    report.method, report.speedup(1)                  # what was kept, and its speed-up at batch 1
+    ```
     """
     if level not in LEVELS:
         raise ExportError(f"level must be one of {', '.join(map(repr, LEVELS))}, got {level!r}")

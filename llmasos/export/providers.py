@@ -75,7 +75,11 @@ def _short(real: str) -> str:
 
 
 def providers() -> dict[str, str]:
-    """What this machine's ONNX Runtime can use: ``{short name: ONNX Runtime name}``, best first."""
+    """What this machine's ONNX Runtime can use: ``{short name: ONNX Runtime name}``, best first.
+
+    >>> providers()["cpu"]
+    'CPUExecutionProvider'
+    """
     return {_short(name): name for name in _ort().get_available_providers()}
 
 
@@ -189,6 +193,11 @@ def session(path: str | os.PathLike, providers: ProviderSpec | Iterable[Provider
     ``options`` is an ``onnxruntime.SessionOptions``. A provider that fails to initialise is
     skipped with a warning (``strict=True``: :class:`ProviderError`), and so is one that ONNX
     Runtime accepted but did not use; ``session.get_providers()`` lists what really runs.
+
+    ```python
+    session = export.load("model.onnx", providers=["cuda", "openvino", "cpu"])
+    session.get_providers()       # ['CPUExecutionProvider'] where neither CUDA nor OpenVINO is installed
+    ```
     """
     check_file(path)
     chosen = resolve(providers, strict)

@@ -43,7 +43,14 @@ LATENCY_TURNS = (2, 200)      # at least and at most this many timed runs per fi
 
 @dataclass
 class OptimizationReport:
-    """What an optimisation did: sizes, latencies by batch size (ms), and the metric change."""
+    """What an optimisation did: sizes, latencies by batch size (ms), and the metric change.
+
+    ```python
+    report = export.quantize("model.onnx", "model.int8.onnx")
+    print(report)                                     # method, size ratio, latency per batch, verification
+    report.latency_ms[32], report.source_latency_ms[32]
+    ```
+    """
 
     path: str
     source: str

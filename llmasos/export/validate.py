@@ -78,6 +78,11 @@ def verify(model: Any, onnx_path: str | os.PathLike, *, sample: Any = None, atol
     ``sample`` is an array, a list or dict of arrays, or a Dataset (its first rows); by default
     random inputs inside each input's domain (:meth:`OnnxConfig.sample`). ``atol`` defaults to
     1e-5 for models under a million parameters, 1e-4 above.
+
+    ```python
+    export.verify(model, "model.onnx")                                   # on random inputs
+    export.verify("model.h5", "model.onnx", sample=test, runtime="reference")  # onnx's reference evaluator
+    ```
     """
     model = as_model(model)
     config = OnnxConfig(model.spec)

@@ -86,6 +86,13 @@ class Deployer:
     ``max_concurrent``: inference requests served at once, more get 503 with ``Retry-After``;
     ``allow_nan=False`` refuses float inputs holding NaN or infinity;
     ``strict=True`` raises instead of falling back when a provider is missing or fails.
+
+    ```python
+    with Deployer("model.h5", port=0) as server:    # start() on entry, stop() on exit; port 0: a free one
+        server.url                                  # 'http://127.0.0.1:<port>'
+        server.predict(x)                           # in-process, on the session the server uses
+    Deployer("repo/", max_batch=32).deploy()        # blocks until Ctrl-C, then drains
+    ```
     """
 
     def __init__(self, path: str | os.PathLike, *, providers: Iterable[ProviderSpec] = ("cpu",),

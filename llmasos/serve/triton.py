@@ -58,6 +58,11 @@ def write_triton_repo(onnx_path: str | os.PathLike, repo_dir: str | os.PathLike,
     (no batching). A model with external data takes Triton's folder form
     ``<version>/model.onnx/model.onnx``. The version folder is built beside its final place and
     renamed in, so a Triton (or Deployer) polling the repository never sees it half-written.
+
+    ```python
+    folder = write_triton_repo("model.onnx", "repo", name="digits", max_batch=32)   # repo/digits/1/model.onnx
+    Deployer("repo").start()      # or tritonserver --model-repository=repo
+    ```
     """
     source = Path(onnx_path)
     model = check_file(source)
@@ -105,6 +110,11 @@ def write_kserve_manifest(path: str | os.PathLike, name: str, storage_uri: str, 
 
     ``storage_uri`` is where the folder :func:`write_triton_repo` wrote was uploaded (``s3://``,
     ``gs://``, ``pvc://``...). The service speaks the v2 protocol, so clients need no change.
+
+    ```python
+    write_kserve_manifest("isvc.yaml", name="digits", storage_uri="s3://bucket/repo")
+    # kubectl apply -f isvc.yaml
+    ```
     """
     if not _DNS_LABEL.match(name):
         raise ServeError(f"KServe needs a DNS label as the service name (lower-case letters, digits, "

@@ -35,7 +35,12 @@ FREEZE = ("backbone",)
 
 def list(task: str | None = None) -> builtins.list[ModelInfo]:  # noqa: A001  (the public API is zoo.list())
     """Every registered model (or those of one ``task``), each a :class:`ModelInfo` with name,
-    task, frameworks, parameter count, input size and weight source."""
+    task, frameworks, parameter count, input size and weight source.
+
+    >>> from llmasos import zoo
+    >>> [info.name for info in zoo.list("translation")]
+    ['marian']
+    """
     return [info for info in registry.entries() if task is None or info.task == task]
 
 
@@ -55,6 +60,13 @@ def load(name: str, framework: str | None = None, *, pretrained: Any = False, nu
     * ``seed``: repeatable initialisation of whatever the checkpoint does not cover.
     * ``options``: what Hugging Face families take (text and speech models: ``config``, ``task``,
       ``num_labels``, ``tokenizer``; see :func:`.text.load_text`).
+
+    ```python
+    net = zoo.load("resnet18", framework="tf", pretrained=True, num_classes=10, freeze="backbone")
+    tiny = zoo.load("resnet_tiny", framework="torch", seed=0)     # random weights, 32x32 inputs
+    bert = zoo.load("bert", config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                    "intermediate_size": 64}, task="text-classification", num_labels=2)
+    ```
     """
     info = registry.get(name)
     if info.model_class is not None:

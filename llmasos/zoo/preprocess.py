@@ -43,6 +43,9 @@ def prepare_images(images: Any, size: int | tuple[int, int] = 224, resize: int |
     [0, 1]), a list of those, or an ``(N, H, W, 3)`` array. The shorter side is resized to
     ``resize`` (default ``floor(max(size) / crop_pct)``: 256 for 224), then the centre
     ``size`` (an int or (H, W)) is cut out.
+
+    >>> prepare_images(np.zeros((8, 8)), size=32).shape      # one grey 8x8 image
+    (1, 3, 32, 32)
     """
     height, width = (size, size) if isinstance(size, int) else size
     resize = resize or math.floor(max(height, width) / crop_pct)
@@ -103,7 +106,11 @@ def _resize_crop(channels: list, shorter: int, height: int, width: int) -> np.nd
 
 def top_k(scores: np.ndarray, k: int = 5, labels: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
     """The ``k`` best (label, score) pairs per row of ``scores`` (N, classes), best first.
-    Without ``labels`` a class is named by its index."""
+    Without ``labels`` a class is named by its index.
+
+    >>> top_k(np.array([[0.1, 0.7, 0.2]]), k=2, labels=["cat", "dog", "fox"])
+    [[('dog', 0.7), ('fox', 0.2)]]
+    """
     scores = np.atleast_2d(np.asarray(scores))
     if labels is not None and len(labels) != scores.shape[1]:
         raise DataError(f"{len(labels)} labels for {scores.shape[1]} classes")
@@ -116,7 +123,13 @@ def classify(model: "Model", images: Any, k: int = 5,
              labels: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
     """Top-``k`` (label, probability) per image for a zoo image classifier, preprocessed as the
     model's weights expect (``model.metadata["preprocess"]``). ``labels`` default to the
-    weights' label set (ImageNet's for the standard checkpoints) when the head was not replaced."""
+    weights' label set (ImageNet's for the standard checkpoints) when the head was not replaced.
+
+    ```python
+    zoo.classify(zoo.load("resnet50", pretrained=True), PIL.Image.open("dog.jpg"), k=2)
+    # [[('golden retriever', 0.87), ('Labrador retriever', 0.05)]]
+    ```
+    """
     settings = model.metadata.get("preprocess")
     if settings is None:
         raise DataError("classify() needs a zoo image classifier (model.metadata has no 'preprocess'); use "

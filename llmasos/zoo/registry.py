@@ -57,7 +57,13 @@ def torchvision_weights(file: str, hf_repo: str | None = None) -> WeightSource:
 
 @dataclass(frozen=True, repr=False)
 class ModelInfo:
-    """One registered model: how to build it and what goes with it (timm's ``PretrainedCfg``)."""
+    """One registered model: how to build it and what goes with it (timm's ``PretrainedCfg``).
+
+    >>> from llmasos import zoo
+    >>> info = next(info for info in zoo.list() if info.name == "resnet18")
+    >>> info.input_size, info.classifier, info.num_classes
+    ((3, 224, 224), 'fc', 1000)
+    """
 
     name: str
     family: str
@@ -129,7 +135,20 @@ _families_loaded = False
 
 def register(**info: Any) -> Callable[[Builder], Builder]:
     """Register the decorated builder under its function name, with ``info`` as :class:`ModelInfo`
-    fields. A name registered twice raises :class:`ZooError` instead of replacing the first."""
+    fields. A name registered twice raises :class:`ZooError` instead of replacing the first.
+
+    The builder takes ``num_classes``, ``input_size`` (C, H, W) and ``logits`` and returns a spec:
+
+    ```python
+    @register(input_size=(3, 32, 32), num_classes=10, classifier="head", labels=None)
+    def small_cnn(num_classes, input_size, logits):
+        spec = ModelSpec.sequential(input_size).add("Conv2D", 8, kernel_size=3, activation="relu")
+        spec.add("GlobalAvgPool2D").add("Dense", num_classes, name="head",
+                                        activation=None if logits else "softmax")
+        return spec
+    zoo.load("small_cnn", num_classes=5)
+    ```
+    """
 
     def decorate(builder: Builder) -> Builder:
         name = info.pop("name", builder.__name__)
