@@ -20,8 +20,8 @@ _LAZY = {
     "Dataset": "llmasos.data",
     "Optimizer": "llmasos.optim",
     "History": "llmasos.training",
-    "EarlyStopping": "llmasos.training",
-    "Checkpoint": "llmasos.training",
+    "EarlyStopping": "llmasos.callbacks",
+    "Checkpoint": "llmasos.callbacks",
     "Deployer": "llmasos.serve",
     "ModelSpec": "llmasos.spec",
 }

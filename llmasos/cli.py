@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import LlmasosError, ModelFileError
-from .training import Callback
+from .callbacks import Callback
 
 DEMO_EPOCHS = 10
 

@@ -62,7 +62,7 @@ from .spec import ModelSpec
 if TYPE_CHECKING:
     from .data import Dataset
     from .model import Model
-    from .training import Callback
+    from .callbacks import Callback
 
 # Strict ints: YAML gives real ints, and a lax int would also take `true` or 1.5-looking strings.
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
@@ -302,7 +302,7 @@ class Config(_Section):
 
     def callbacks(self) -> list["Callback"]:
         """Early stopping and checkpoints as configured under ``training``."""
-        from .training import Checkpoint, EarlyStopping
+        from .callbacks import Checkpoint, EarlyStopping
 
         found: list[Callback] = []
         stopping = self.training.early_stopping

@@ -28,7 +28,8 @@ import numpy as np
 
 from . import distributed, errors, io
 from .errors import TrainingError
-from .training import Callback, Checkpoint, EarlyStopping, History
+from .callbacks import Callback, Checkpoint, EarlyStopping
+from .training import History
 
 if TYPE_CHECKING:
     from .data import Dataset

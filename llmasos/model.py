@@ -13,22 +13,23 @@ The framework is only imported when the model is first built (on train, predict,
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import distributed, families, io
+from . import devices, distributed, families, io
 from .adapters import ENV_VAR, get_backend, installed_frameworks, resolve_framework
-from .adapters.base import CompiledModel, Trainer, Weights
-from .data import named_classes
+from .adapters.base import CompiledModel, StepOptions, Trainer, Weights
+from .callbacks import Callback, Checkpoint
+from .data import Dataset, named_classes
 from .errors import DataError, SpecError, TrainingError
+from .feeding import ClassWeights, as_datasets, feed
 from .layout import conform
+from .metrics import make_metrics
 from .optim import Optimizer
 from .spec import ModelSpec
-from .training import Callback, Checkpoint, History, evaluate, fit, resolve_loss
-
-if TYPE_CHECKING:
-    from .data import Dataset
+from .losses import resolve_loss
+from .training import History, evaluate, fit
 
 
 class Text(str):
@@ -60,9 +61,11 @@ class Model:
     def __init__(self, input_dim: int | None = None, output_dim: int | None = None, *,
                  input_shape: Sequence[int | None] | None = None,
                  inputs: dict[str, Any] | None = None, framework: str | None = None,
-                 name: str = "model", spec: ModelSpec | None = None) -> None:
+                 name: str = "model", spec: ModelSpec | None = None, device: str = "cpu") -> None:
         self.name = name
         self.framework = resolve_framework(framework)
+        # where the weights live and steps run ("cpu", "cuda", "cuda:1", "mps", "auto"): plain data, never saved
+        self.device = devices.parse(device)
         self.output_dim = output_dim
         given = [x is not None for x in (input_dim, input_shape, inputs, spec)]
         if sum(given) != 1:
@@ -130,7 +133,7 @@ class Model:
         if self._compiled is None:
             self.spec.validate()
             self._check_output_dim()
-            self._compiled = get_backend(self.framework).build(self.spec, seed)
+            self._compiled = get_backend(self.framework).build(self.spec, seed, self.device)
             if self.spec.frozen():
                 self._compiled.set_trainable(set(self.spec.frozen()), False)
         return self
@@ -234,9 +237,18 @@ class Model:
         self.set_weights(weights)
         return sparsity
 
-    def to(self, framework: str) -> "Model":
-        """The same model, with the same weights, in another framework."""
-        other = self._like(framework)
+    def to(self, target: str) -> "Model":
+        """``to("cuda")`` (a device: "cpu", "cuda", "cuda:1", "mps", "auto") moves this model's weights
+        and optimizer state there and returns it; ``to("tf")`` (a framework) returns the same model,
+        with the same weights, in another framework."""
+        if devices.is_device(target):
+            self.device = devices.parse(target)
+            if self._compiled is not None:
+                state = self._trainer.get_state() if self._trainer is not None else self._pending_state
+                self._compiled.to(self.device)
+                self._trainer, self._pending_state = None, state   # a trainer holds the old device's tensors
+            return self
+        other = self._like(target)
         if self._compiled is not None:
             other.set_weights(self.get_weights())
         other.metadata = dict(self.metadata)
@@ -294,23 +306,49 @@ class Model:
         outs = [np.concatenate(parts) for parts in zip(*chunks)]
         return outs[0] if len(outs) == 1 else outs
 
-    def _get_trainer(self, optimizer: Optimizer, loss: str, seed: int | None) -> Trainer:
-        key = (id(optimizer), loss)
+    def _get_trainer(self, optimizer: Optimizer, loss: str, seed: int | None,
+                     options: StepOptions = StepOptions()) -> Trainer:
+        key = (id(optimizer), loss, options)
         if self._trainer is None or self._trainer_key != key:
-            self._trainer = self.compiled.trainer(optimizer, loss, seed)
+            if self._trainer is not None and self._trainer_key[:2] == key[:2] and self._pending_state is None:
+                self._pending_state = self._trainer.get_state()   # new step options, same optimizer: keep its state
+            self._trainer = self.compiled.trainer(optimizer, loss, seed, options)
             self._trainer_key = key
             if self._pending_state is not None:
                 self._trainer.set_state(self._pending_state)
                 self._pending_state = None
         return self._trainer
 
-    def train(self, dataset: "Dataset", optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int = 32,
-              validation: "Dataset | None" = None, *, seed: int | None = None, loss: str | None = None,
+    def train(self, x: Any, y: Any = None, epochs: int = 10, batch_size: int = 32,
+              validation: "Dataset | tuple | None" = None, *, optimizer: Optimizer | None = None,
+              validation_split: float | None = None, class_weight: dict | None = None, sample_weight: Any = None,
+              metrics: Sequence | None = None, seed: int | None = None, loss: str | None = None,
               callbacks: Iterable[Callback] = (), progress: bool | None = None,
               checkpoint: str | None = None, checkpoint_every: int = 1, resume: str | None = None,
-              nproc: int | None = None) -> History:
+              nproc: int | None = None, precision: str = "32", clip_grad_norm: float | None = None,
+              clip_grad_value: float | None = None, accumulate: int = 1) -> History:
         """Train ``epochs`` more epochs and return the :class:`History` of every epoch so far (also
         kept as ``model.history``).
+
+        ``precision="bf16-mixed"`` or ``"16-mixed"`` (autocast, with loss scaling for float16; weights
+        stay float32), ``clip_grad_norm``/``clip_grad_value`` and ``accumulate=N`` (N micro-batches of
+        ``batch_size`` per optimizer step: the step of one batch of N × batch_size) mean the same in
+        both frameworks (:class:`llmasos.adapters.base.StepOptions`); the learning-rate schedule
+        counts optimizer steps.
+
+        Two forms: ``train(dataset, optimizer, ...)`` (a :class:`Dataset` carries its labels, the
+        second argument is the Optimizer) and Keras' ``train(X, y, ...)`` (arrays or a DataFrame and
+        their labels; the optimizer is then ``optimizer=``); anything that could be either is
+        refused, naming the form expected. With arrays, ``validation_split=0.1`` holds out the last
+        tenth of the rows (before shuffling, as Keras); ``validation=`` takes a Dataset or ``(X, y)``.
+        ``class_weight={0: 1.0, 1: 3.0}`` and ``sample_weight`` (one weight per row, or a Dataset's
+        column name) weigh each sample's loss with Keras' meanings (:mod:`llmasos.feeding`).
+
+        ``metrics=["accuracy", "f1", "auc", ...]`` (names or :class:`llmasos.metrics.Metric`
+        objects; default: accuracy for classification) are computed in NumPy from every step's
+        outputs, the same in both frameworks, and logged with the loss in the History, the progress
+        bar and the callbacks' logs (``val_`` for the validation's); see :mod:`llmasos.metrics`.
+        ``callbacks`` get Keras' hooks (:mod:`llmasos.callbacks`).
 
         The loss follows the last activation (softmax: cross-entropy on logits, sigmoid: binary
         cross-entropy, else MSE) unless ``loss=`` says otherwise. ``seed`` makes a run repeatable
@@ -335,9 +373,9 @@ class Model:
             raise TrainingError(f"epochs must be a positive int, got {epochs!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise TrainingError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not hasattr(dataset, "batches"):
-            raise DataError(f"train() takes an llmasos Dataset, got {type(dataset).__name__}; "
-                            f"wrap arrays as Dataset(X, y, mode='train')")
+        inputs = as_datasets(x, y, optimizer=optimizer, validation=validation, validation_split=validation_split,
+                             sample_weight=sample_weight)
+        dataset, validation, optimizer = inputs.train, inputs.validation, inputs.optimizer
         if len(dataset) == 0:
             raise DataError("the training dataset is empty")
         if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1):
@@ -345,9 +383,14 @@ class Model:
         if nproc is not None and nproc > 1:
             from .launch import launch
 
+            if class_weight is not None or inputs.weights is not None or inputs.validation_weights is not None:
+                raise TrainingError("class_weight and sample_weight do not go with nproc= yet; train in one process")
+            if metrics is not None and not all(isinstance(m, str) for m in metrics):
+                raise TrainingError("with nproc= metrics are given by name (the workers make their own)")
+            extra = {} if metrics is None else {"metrics": list(metrics)}
             return launch(self, nproc, dataset=dataset, validation=validation, optimizer=optimizer, callbacks=callbacks,
                           epochs=epochs, batch_size=batch_size, seed=seed, loss=loss, progress=progress,
-                          checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
+                          checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, **extra)
         if resume is not None:
             self._resume_from(resume)
             optimizer = optimizer or self._optimizer
@@ -363,7 +406,8 @@ class Model:
         self._loss, self._optimizer, self._seed = loss, optimizer, seed
         distributed.join(self.framework)   # first: TensorFlow sets up collectives before its first op
         self.build(seed)
-        trainer = distributed.shard_trainer(self, self._get_trainer(optimizer, self._loss, seed))
+        options = StepOptions(precision, clip_grad_norm, clip_grad_value, accumulate)
+        trainer = distributed.shard_trainer(self, self._get_trainer(optimizer, self._loss, seed, options))
         progress = progress if distributed.is_main() else False
         callbacks = list(callbacks)
         if checkpoint is not None:
@@ -371,9 +415,15 @@ class Model:
         last_epoch = epochs if resume is not None else self._epoch + epochs
         if self._epoch >= last_epoch:   # a resumed run that its checkpoint already finished
             return self.history
-        return fit(self, trainer, dataset, loss=self._loss, optimizer=optimizer, epochs=last_epoch,
-                   batch_size=batch_size, validation=validation, seed=seed, callbacks=callbacks, progress=progress,
-                   history=self.history, start_epoch=self._epoch, start_step=self._step)
+        weights = None if class_weight is None else ClassWeights(class_weight, self.classes,
+                                                                     getattr(dataset, "classes", None))
+        if weights is not None:
+            weights.check(dataset)
+        return fit(trainer, feed(dataset, inputs.weights, weights), owner=self, prepare=self.shape_input,
+                   classes=self.classes, loss=self._loss, optimizer=optimizer, epochs=last_epoch, batch_size=batch_size,
+                   validation=None if validation is None else feed(validation, inputs.validation_weights),
+                   seed=seed, metrics=metrics, callbacks=callbacks, progress=progress, history=self.history,
+                   start_epoch=self._epoch, start_step=self._step, after_epoch=self._after_epoch)
 
     def _numbered(self, dataset: "Dataset", fix: bool = False) -> "Dataset":
         """``dataset`` with its text labels numbered by the model's labels (``metadata["labels"]``),
@@ -429,13 +479,28 @@ class Model:
             self._pending_state = training.get("state")
             self._trainer = None
 
-    def evaluate(self, dataset: "Dataset", batch_size: int = 256, loss: str | None = None) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` on a labelled dataset (accuracy for classification)."""
+    def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, *, loss: str | None = None,
+                 metrics: Sequence | None = None, sample_weight: Any = None,
+                 callbacks: Iterable[Callback] = ()) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` on a labelled Dataset, or on arrays ``evaluate(X, y)``,
+        read in order. ``metrics=["accuracy", "f1"]`` chooses what besides the loss (default:
+        accuracy for classification; see :mod:`llmasos.metrics`); ``sample_weight`` weighs the loss
+        (one weight per row, or a Dataset's column name); ``callbacks`` get the test hooks."""
+        if hasattr(x, "batches"):
+            if y is not None:
+                raise TrainingError(f"evaluate(dataset): a Dataset carries its own labels, got a second argument "
+                                    f"({type(y).__name__}); for arrays call evaluate(X, y), and give batch_size= by name")
+            dataset = x
+        else:
+            if y is None:
+                raise TrainingError("evaluate(X, y) needs the labels y beside the arrays X; or pass a Dataset")
+            dataset = Dataset(x, y, mode="test")
         dataset = self._numbered(dataset)
         loss = resolve_loss(self.spec.final_activation(), loss or self._loss)
         trainer = self._trainer if self._trainer is not None and self._loss == loss else \
             self.compiled.trainer(self._optimizer or Optimizer("SGD", lr=0.1), loss)
-        return evaluate(trainer, dataset, batch_size, loss, self.classes, self.shape_input)
+        return evaluate(trainer, feed(dataset, sample_weight), batch_size, loss=loss, classes=self.classes,
+                        prepare=self.shape_input, metrics=make_metrics(metrics, loss), callbacks=callbacks, owner=self)
 
     # -- saving -------------------------------------------------------------------------------
 
@@ -461,8 +526,9 @@ class Model:
 
     @classmethod
     def load(cls, path: str | os.PathLike, framework: str | None = None, *, allow_nonfinite: bool = False,
-             max_elements: int | None = io.MAX_ELEMENTS) -> "Model":
-        """Load an .h5 written by either framework into ``framework``.
+             max_elements: int | None = io.MAX_ELEMENTS, device: str = "cpu") -> "Model":
+        """Load an .h5 written by either framework into ``framework``, on ``device`` (the file
+        holds float32 weights and no device).
 
         Without ``framework``: ``$LLMASOS_FRAMEWORK``, else the file's own framework when
         installed, else the first one installed.
@@ -483,6 +549,7 @@ class Model:
         model = family.from_saved(model_file.spec, framework=framework, name=name, output_dim=output_dim,
                                   metadata=metadata)
         model.metadata = metadata
+        model.device = devices.parse(device)
         model._restore(model_file)
         model._loaded()
         return model

@@ -11,36 +11,19 @@ import json
 import math
 import sys
 import time
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .adapters.base import LOSSES
+from .callbacks import Callback, Run, overrides
 from .errors import DataError, TrainingError
-from .metrics import correct_count
+from .feeding import Feed
+from .losses import resolve_loss  # noqa: F401  (its home is llmasos.losses; imported from here before)
+from .metrics import Batch as MetricBatch
+from .metrics import Metric, make_metrics, output_kind
 
 if TYPE_CHECKING:
     from .data import Dataset
-    from .model import Model
-
-
-def resolve_loss(final_activation: str, loss: str | None) -> str:
-    """The loss for a model: chosen from its last activation unless ``loss`` says otherwise.
-
-    >>> resolve_loss("softmax", None), resolve_loss("sigmoid", None), resolve_loss("linear", None)
-    ('cross_entropy', 'binary_cross_entropy', 'mse')
-    """
-    if loss is not None:
-        key = str(loss).lower().replace("-", "_")
-        aliases = {"crossentropy": "cross_entropy", "categorical_cross_entropy": "cross_entropy",
-                   "sparse_categorical_crossentropy": "cross_entropy", "bce": "binary_cross_entropy",
-                   "binary_crossentropy": "binary_cross_entropy", "mean_squared_error": "mse",
-                   "mean_absolute_error": "mae", "l1": "mae"}
-        key = aliases.get(key, key)
-        if key not in LOSSES:
-            raise TrainingError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
-        return key
-    return {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}.get(final_activation, "mse")
 
 
 class History:
@@ -103,108 +86,6 @@ class History:
         return path
 
 
-class Callback:
-    """Hooks of a :meth:`Model.train` call, as Keras' callbacks: :meth:`on_train_begin` when the
-    call starts, :meth:`on_epoch_end` after every epoch (return True to stop training),
-    :meth:`on_train_end` when the call finishes (not when it raises)."""
-
-    def on_train_begin(self, model: "Model") -> None:
-        """Before the first epoch of each train() call (reset per-run state here)."""
-
-    def on_epoch_end(self, model: "Model", logs: dict) -> bool:
-        return False
-
-    def on_train_end(self, model: "Model") -> None:
-        """After the last epoch of each train() call, stopped early or not."""
-
-
-class EarlyStopping(Callback):
-    """Stop after ``patience`` epochs in a row without an improvement of ``monitor`` greater than
-    ``min_delta`` over the best value so far, as Keras' ``EarlyStopping``: ``patience=2`` stops
-    at the second epoch that does not improve (``patience=0`` at the first).
-
-    With ``restore_best=True`` (alias ``restore_best_weights``) the weights of the best epoch are
-    put back when training ends, whether it stopped early or ran all its epochs. Each train()
-    call starts afresh (best value, wait and best weights are reset), so one instance can be
-    passed to several calls.
-
-    >>> stopper = EarlyStopping(patience=2, monitor="loss", restore_best=False)
-    >>> stopper.on_train_begin(None)
-    >>> [stopper.on_epoch_end(None, {"epoch": e, "loss": v}) for e, v in enumerate([3, 2, 2.5, 2.1], 1)]
-    [False, False, False, True]
-    >>> stopper.stopped_epoch, stopper.best_epoch
-    (4, 2)
-    """
-
-    def __init__(self, patience: int = 3, monitor: str = "val_loss", mode: str = "auto",
-                 min_delta: float = 0.0, restore_best: bool = True, *,
-                 restore_best_weights: bool | None = None) -> None:
-        if patience < 0:
-            raise TrainingError(f"patience must be >= 0, got {patience}")
-        if mode not in ("auto", "min", "max"):
-            raise TrainingError(f"mode must be auto, min or max, got {mode!r}")
-        if restore_best_weights is not None:
-            restore_best = restore_best_weights
-        self.patience, self.monitor, self.min_delta, self.restore_best = patience, monitor, abs(min_delta), restore_best
-        self.sign = -1.0 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1.0
-        self.on_train_begin(None)
-
-    def on_train_begin(self, model):
-        self.best = math.inf            # of sign * value: lower is better
-        self.best_epoch: int | None = None
-        self.best_weights = None
-        self.wait = 0
-        self.first_epoch: int | None = None
-        self.stopped_epoch: int | None = None
-
-    def on_epoch_end(self, model, logs):
-        if self.monitor not in logs:
-            raise TrainingError(f"EarlyStopping monitors {self.monitor!r}, which is not among {sorted(logs)}; "
-                                f"pass validation= to train() to get val_* metrics")
-        epoch, value = logs["epoch"], self.sign * logs[self.monitor]
-        if self.first_epoch is None:
-            self.first_epoch = epoch
-            if self.restore_best:     # until something improves, the first weights are the best
-                self.best_weights, self.best_epoch = model.get_weights(), epoch
-        self.wait += 1
-        if value < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best:
-                self.best_weights = model.get_weights()
-            return False
-        # Keras never stops on a run's first epoch (there is nothing to compare it with).
-        if self.wait >= self.patience and epoch > self.first_epoch:
-            self.stopped_epoch = epoch
-            return True
-        return False
-
-    def on_train_end(self, model):
-        if self.restore_best and self.best_weights is not None:
-            model.set_weights(self.best_weights)
-
-
-class Checkpoint(Callback):
-    """Save the model with its optimizer state every ``every`` epochs, for ``train(resume=path)``.
-
-    ``path`` may contain ``{epoch}`` to keep one file per checkpoint.
-
-    ```python
-    model.train(train, epochs=20, callbacks=[Checkpoint("ckpt-{epoch}.h5", every=5)])
-    model.train(train, epochs=20, resume="ckpt-15.h5")    # a killed run goes on to epoch 20
-    ```
-    """
-
-    def __init__(self, path: str, every: int = 1) -> None:
-        if every < 1:
-            raise TrainingError(f"checkpoint every must be >= 1, got {every}")
-        self.path, self.every = str(path), every
-
-    def on_epoch_end(self, model, logs):
-        if logs["epoch"] % self.every == 0:
-            model.save(self.path.format(epoch=logs["epoch"]))
-        return False
-
-
 def _progress(total: int, epoch: int, epochs: int, show: bool | None):
     show = sys.stderr.isatty() if show is None else show
     if not show:
@@ -231,92 +112,154 @@ def check_labels(dataset: "Dataset", loss: str, classes: int | None) -> None:
         raise DataError(f"binary cross-entropy needs labels in [0, 1], got values from {low} to {high}")
 
 
-def run_epoch(trainer, batches, step: int, lr_at, progress, loss: str, shape_input) -> tuple[dict, int]:
-    total_loss = correct = seen = 0.0
-    for x, y in batches:
+def _step(step_fn, inputs, y, weights, *lr):
+    """A train or eval step, passing ``weights`` only when there are some (unweighted runs call
+    the steps exactly as before)."""
+    if weights is None:
+        return step_fn(inputs, y, *lr)
+    return step_fn(inputs, y, *lr, weights=weights)
+
+
+def _results(total_loss: float, seen: int, metrics: list[Metric]) -> dict:
+    return {"loss": total_loss / seen, **{m.name: m.result() for m in metrics}}
+
+
+def run_epoch(trainer, feed: Feed, batch_size: int, *, shuffle: bool, seed: int | None, epoch: int, step: int,
+              lr_at: Callable[[int], float], progress, metrics: list[Metric], kind: str, prepare,
+              callbacks: list[Callback], owner: Any) -> tuple[dict, int, bool]:
+    """One epoch of train steps; returns its logs, the next step and whether a callback stopped it."""
+    begin = [c for c in callbacks if overrides(c, "on_train_batch_begin")]
+    end = [c for c in callbacks if overrides(c, "on_train_batch_end")]
+    for metric in metrics:
+        metric.reset()
+    total_loss, seen, stop = 0.0, 0, False
+    for index, (x, y, weights) in enumerate(feed.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch)):
+        for callback in begin:
+            callback.on_train_batch_begin(owner, index)
         lr = lr_at(step)
-        batch_loss, outputs = trainer.train_step(shape_input(x), y, lr)
-        if not math.isfinite(batch_loss):
-            raise TrainingError(f"the loss became {batch_loss} at step {step}; lower the learning rate "
-                                f"(it was {lr:g}) or check the data for extreme values")
+        batch_loss, outputs = _step(trainer.train_step, prepare(x), y, weights, lr)
         total_loss += batch_loss
-        correct += correct_count(loss, outputs, y)
         seen += len(y)
-        step += 1
+        step += trainer.pending == 0     # an optimizer step was made (every accumulate-th micro-batch)
+        if metrics:
+            batch = MetricBatch(outputs, y, kind)
+            for metric in metrics:
+                metric.update(batch)
+        if end:
+            logs = {"batch": index, "size": len(y), "loss": batch_loss / len(y)}
+            for callback in end:
+                stop = bool(callback.on_train_batch_end(owner, index, logs)) or stop
+        if stop:
+            break
+        if not math.isfinite(batch_loss):
+            raise TrainingError(f"the loss became {batch_loss} at step {step - 1}; lower the learning rate "
+                                f"(it was {lr:g}) or check the data for extreme values (TerminateOnNaN stops instead)")
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
     if seen == 0:
         raise DataError("the training dataset is empty")
-    logs = {"loss": total_loss / seen}
-    if loss in ("cross_entropy", "binary_cross_entropy"):
-        logs["accuracy"] = correct / seen
-    return logs, step
+    step += trainer.flush()              # the epoch's last, incomplete group of micro-batches
+    return _results(total_loss, seen, metrics), step, stop
 
 
-def evaluate(trainer, dataset: "Dataset", batch_size: int, loss: str, classes: int | None, shape_input) -> dict:
-    check_labels(dataset, loss, classes)
-    total_loss = correct = seen = 0.0
-    for x, y in dataset.batches(batch_size):
-        batch_loss, outputs = trainer.eval_step(shape_input(x), y)
+def evaluate(trainer, feed: "Feed | Dataset", batch_size: int, *, loss: str, classes: int | None, prepare,
+             metrics: list[Metric], callbacks: Iterable[Callback] = (), owner: Any = None) -> dict:
+    """``{"loss": ..., <metric>: ...}`` over ``feed`` in order, in inference mode (the test hooks
+    run around it)."""
+    feed = feed if isinstance(feed, Feed) else Feed(feed)
+    check_labels(feed.dataset, loss, classes)
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        callback.on_test_begin(owner)
+    kind = output_kind(loss)
+    for metric in metrics:
+        metric.reset()
+    total_loss, seen = 0.0, 0
+    for x, y, weights in feed.batches(batch_size):
+        batch_loss, outputs = _step(trainer.eval_step, prepare(x), y, weights)
         total_loss += batch_loss
-        correct += correct_count(loss, outputs, y)
         seen += len(y)
+        if metrics:
+            batch = MetricBatch(outputs, y, kind)
+            for metric in metrics:
+                metric.update(batch)
     if seen == 0:
         raise DataError("the evaluation dataset is empty")
-    out = {"loss": total_loss / seen}
-    if loss in ("cross_entropy", "binary_cross_entropy"):
-        out["accuracy"] = correct / seen
-    return out
+    results = _results(total_loss, seen, metrics)
+    for callback in callbacks:
+        callback.on_test_end(owner, results)
+    return results
 
 
-def fit(model: "Model", trainer, dataset: "Dataset", *, loss: str, optimizer, epochs: int, batch_size: int,
-        validation: "Dataset | None", seed: int | None, callbacks: list[Callback], progress: bool | None,
-        history: History, start_epoch: int, start_step: int) -> History:
+def fit(trainer, feed: Feed, *, owner: Any, prepare, classes: int | None, loss: str, optimizer, epochs: int,
+        batch_size: int, validation: Feed | None, seed: int | None, metrics: Sequence | None,
+        callbacks: list[Callback], progress: bool | None, history: History, start_epoch: int, start_step: int,
+        after_epoch: Callable[[int, int], None], params: dict | None = None) -> History:
     """Train epochs ``start_epoch + 1`` to ``epochs`` (numbers count every epoch the model has
     trained), stepping on from ``start_step``.
+
+    The loop is given what it needs and reaches into nothing: ``prepare`` turns a batch's inputs
+    into the model's (``Model.shape_input``), ``classes`` checks labels, ``after_epoch(epoch,
+    step)`` records progress, and ``owner`` (the model) is only handed to the callbacks.
 
     The learning-rate schedule is a function of the step count, whose horizon (``total_steps``
     of a cosine schedule, unless the Optimizer fixes it) is the step at which this call ends:
     an uninterrupted run and a resumed one see the same rates, and a continued call goes on from
-    the step reached (no second warmup), decaying to its own end.
+    the step reached (no second warmup), decaying to its own end. Callbacks may scale it
+    (:class:`~llmasos.callbacks.ReduceLROnPlateau`): the loop multiplies by ``run.lr_scale``.
     """
-    steps_per_epoch = max(1, math.ceil(len(dataset) / batch_size))
-    total_steps = start_step + steps_per_epoch * (epochs - start_epoch)
-    classes = model.classes
-    check_labels(dataset, loss, classes)
+    steps_per_epoch = max(1, math.ceil(len(feed) / batch_size))
+    # the schedule counts optimizer steps: one per `accumulate` micro-batches, and one for a last partial group
+    total_steps = start_step + math.ceil(steps_per_epoch / trainer.accumulate) * (epochs - start_epoch)
+    check_labels(feed.dataset, loss, classes)
     if validation is not None:
-        check_labels(validation, loss, classes)
-    shuffle = dataset.mode == "train"
+        check_labels(validation.dataset, loss, classes)
+    train_metrics = make_metrics(metrics, loss)
+    val_metrics = make_metrics(metrics, loss) if validation is not None else []
+    names = ["loss", *(m.name for m in train_metrics)]
+    kind = output_kind(loss)
+    shuffle = feed.mode == "train"
     step = start_step
+    run = Run(log_keys=["epoch", *names, *(f"val_{n}" for n in names if validation is not None), "lr", "seconds"],
+              params={"epochs": epochs, "batch_size": batch_size, "loss": loss, "seed": seed,
+                      **{f"optimizer_{k}": v for k, v in optimizer.get_config().items()}, **(params or {})},
+              metrics=train_metrics, base_lr=lambda: optimizer.lr_at(step, total_steps))
     for callback in callbacks:
-        callback.on_train_begin(model)
+        callback.set_run(run)
+    for callback in callbacks:
+        callback.on_train_begin(owner)
     for epoch in range(start_epoch + 1, epochs + 1):
+        for callback in callbacks:
+            callback.on_epoch_begin(owner, epoch)
         started = time.perf_counter()
         trainer.reseed(_epoch_seed(seed, epoch))
         bar = _progress(steps_per_epoch, epoch, epochs, progress)
         try:
-            batches = dataset.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
-            logs, step = run_epoch(trainer, batches, step, lambda s: optimizer.lr_at(s, total_steps), bar, loss,
-                                   model.shape_input)
+            logs, step, stop = run_epoch(trainer, feed, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, step=step,
+                                         lr_at=lambda s: optimizer.lr_at(s, total_steps) * run.lr_scale,
+                                         progress=bar, metrics=train_metrics, kind=kind, prepare=prepare,
+                                         callbacks=callbacks, owner=owner)
+            logs = {"epoch": epoch, **logs}
+            if validation is not None:
+                results = evaluate(trainer, validation, max(batch_size, 256), loss=loss, classes=classes,
+                                   prepare=prepare, metrics=val_metrics, callbacks=callbacks, owner=owner)
+                logs.update({f"val_{k}": v for k, v in results.items()})
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "epoch"}, refresh=True)
         finally:
             if bar is not None:
                 bar.close()
-        logs = {"epoch": epoch, **logs}
-        if validation is not None:
-            logs.update({f"val_{k}": v for k, v in
-                         evaluate(trainer, validation, max(batch_size, 256), loss, classes, model.shape_input).items()})
-        logs["lr"] = optimizer.lr_at(max(step - 1, 0), total_steps)
+        run.lr = logs["lr"] = optimizer.lr_at(max(step - 1, 0), total_steps) * run.lr_scale
         logs["seconds"] = time.perf_counter() - started
         history.append(logs)
-        model._after_epoch(epoch, step)
-        stop = False
+        after_epoch(epoch, step)
         for callback in callbacks:
-            stop = callback.on_epoch_end(model, logs) or stop
+            stop = bool(callback.on_epoch_end(owner, logs)) or stop
         if stop:
             break
     for callback in callbacks:
-        callback.on_train_end(model)
+        callback.on_train_end(owner)
     return history
 
 

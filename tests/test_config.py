@@ -12,7 +12,7 @@ import yaml
 from llmasos.config import Config, load_config
 from llmasos.data import Dataset, digits_csv
 from llmasos.errors import ConfigError
-from llmasos.training import Checkpoint, EarlyStopping
+from llmasos.callbacks import Checkpoint, EarlyStopping
 
 EXAMPLE = """
 framework: pytorch

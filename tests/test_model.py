@@ -12,7 +12,7 @@ import pytest
 
 from llmasos import Dataset, Model, Optimizer
 from llmasos.errors import DataError, SpecError, TrainingError
-from llmasos.training import EarlyStopping
+from llmasos.callbacks import EarlyStopping
 
 from .conftest import framework_params
 
@@ -115,7 +115,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, digits):
     script = textwrap.dedent(f"""
         import os, sys, numpy as np
         from llmasos import Model, Dataset, Optimizer
-        from llmasos.training import Callback, Checkpoint
+        from llmasos.callbacks import Callback, Checkpoint
         data = np.load({str(tmp_path / 'data.npz')!r})
         ds = Dataset(data["x"], data["y"], mode="train")
         def fresh():

@@ -12,7 +12,7 @@ from llmasos import Dataset, Model, Optimizer
 from llmasos.errors import DataError
 from llmasos.export.feeds import GraphInput
 from llmasos.export.quantization import DatasetReader
-from llmasos.training import Callback, EarlyStopping
+from llmasos.callbacks import Callback, EarlyStopping
 
 from .conftest import framework_params
 

@@ -22,6 +22,7 @@ class Source:
     has_labels: bool
     streaming: bool = True
     chunk_count: int
+    features: list | None = None     # the feature columns' names, when the source has named columns
 
     def blocks(self, index: int) -> Iterator[Block]:
         """Validated raw ``(x, y)`` blocks of chunk ``index``."""
@@ -37,8 +38,8 @@ class InMemory(Source):
     streaming = False
     chunk_count = 1
 
-    def __init__(self, x: np.ndarray, y: np.ndarray | None, name: str) -> None:
-        self.x, self.y, self.name = x, y, name
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, name: str, features: list | None = None) -> None:
+        self.x, self.y, self.name, self.features = x, y, name, features
         self.n_rows = len(x)
         self.row_shape = tuple(x.shape[1:])
         self.has_labels = y is not None

@@ -68,12 +68,17 @@ class Dataset:
         x, y = next(self._source.blocks(0))
         if y is not None:
             self._label_stats = _label_stats(y, None)
-        self._source = InMemory(*self._finish(x, y, 0), name=self.name)
+        self._source = InMemory(*self._finish(x, y, 0), name=self.name, features=self._source.features)
 
     # -- what the training loop asks ---------------------------------------------------------
 
     def __len__(self) -> int:
         return self._source.n_rows
+
+    @property
+    def feature_names(self) -> list | None:
+        """The feature columns' names, in order, for a CSV, Parquet or DataFrame source; else None."""
+        return self._source.features
 
     @property
     def streaming(self) -> bool:

@@ -24,11 +24,11 @@ def open_source(source: Any, y: Any, target: str | None, features: list[str] | N
     if isinstance(source, pd.DataFrame):
         if y is None:
             cols = feature_columns(list(source.columns), target, features, "DataFrame")
-            return InMemory(*frame_arrays(source, cols, target, 0, "DataFrame"), name="DataFrame")
+            return InMemory(*frame_arrays(source, cols, target, 0, "DataFrame"), name="DataFrame", features=cols)
         # Labels given apart, scikit-learn style: every column (or features=) is a feature.
         cols = feature_columns(list(source.columns), None, features, "DataFrame")
         x, _ = frame_arrays(source, cols, None, 0, "DataFrame")
-        return InMemory(*check_arrays(x, np.asarray(y), 0, "DataFrame"), name="DataFrame")
+        return InMemory(*check_arrays(x, np.asarray(y), 0, "DataFrame"), name="DataFrame", features=cols)
     if isinstance(source, (str, os.PathLike)):
         return _open_path(Path(source), y, target, features, chunk_size)
     if features is not None:
@@ -53,7 +53,7 @@ def _open_path(path: Path, y: Any, target: str | None, features: list[str] | Non
             return CsvChunks(path, target, features, chunk_size)
         frame = read_csv(path, str(path))
         cols = feature_columns(list(frame.columns), target, features, str(path))
-        return InMemory(*frame_arrays(frame, cols, target, 0, str(path)), name=str(path))
+        return InMemory(*frame_arrays(frame, cols, target, 0, str(path)), name=str(path), features=cols)
     if suffix == ".parquet":
         chunks = ParquetChunks(path, target, features, chunk_size)
         return chunks if stream else _whole(chunks)
@@ -70,4 +70,4 @@ def _whole(chunks: Source) -> InMemory:
     parts = [(x, y) for index in range(chunks.chunk_count) for x, y in chunks.blocks(index)]
     x = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, *chunks.row_shape))
     y = np.concatenate([p[1] for p in parts]) if parts and chunks.has_labels else None
-    return InMemory(x, y, name=chunks.name)
+    return InMemory(x, y, name=chunks.name, features=chunks.features)
