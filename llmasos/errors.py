@@ -36,6 +36,10 @@ class FrameworkNotInstalledError(LlmasosError, ImportError):
     """A known framework was asked for but is not installed; the message names the extra."""
 
 
+class DeviceError(LlmasosError, ValueError):
+    """A device that is unknown or not present (the message lists those that are)."""
+
+
 class DataError(LlmasosError, ValueError):
     """A dataset is unusable: missing column, non-numeric or missing cells, bad labels, empty."""
 

@@ -14,23 +14,63 @@ crosses this interface is NumPy or plain data:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
+from ..errors import SpecError, TrainingError
+from ..losses import LOSSES  # noqa: F401  (re-exported for the training loop until it imports llmasos.losses)
 from ..optim import Optimizer
 from ..spec import ModelSpec
 
 Weights = dict[str, dict[str, np.ndarray]]
 
-LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "mae")
+# Lightning's names; a precision names the autocast dtype, weights stay float32 in every case
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+_PRECISION_ALIASES = {"32": "32", "32-true": "32", "16": "16-mixed", "16-mixed": "16-mixed",
+                      "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed"}
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How a trainer steps, fixed when it is made (a traced step never retraces for them).
+
+    * ``precision``: "32"; "16-mixed" (autocast to float16 with dynamic loss scaling, as
+      ``torch.amp.GradScaler``); "bf16-mixed" (autocast to bfloat16, no scaling). Weights,
+      optimizer state and the loss stay float32.
+    * ``clip_grad_norm``: rescale the gradients when their global L2 norm over every trainable
+      weight exceeds it (``torch.nn.utils.clip_grad_norm_``); ``clip_grad_value``: clamp each
+      gradient element to ``[-v, v]`` (``clip_grad_value_``); value first when both are given.
+    * ``accumulate``: micro-batches per optimizer step; the step applies the mean gradient over
+      every sample of its micro-batches, so ``accumulate=4`` at batch 16 is batch 64.
+
+    >>> StepOptions(precision="bf16").precision
+    'bf16-mixed'
+    """
+
+    precision: str = "32"
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    accumulate: int = 1
+
+    def __post_init__(self) -> None:
+        key = str(self.precision).lower()
+        if key not in _PRECISION_ALIASES:
+            raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        object.__setattr__(self, "precision", _PRECISION_ALIASES[key])
+        for name in ("clip_grad_norm", "clip_grad_value"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise TrainingError(f"{name} must be a positive number or None, got {value!r}")
+        if not isinstance(self.accumulate, int) or isinstance(self.accumulate, bool) or self.accumulate < 1:
+            raise TrainingError(f"accumulate must be a positive int (micro-batches per step), got {self.accumulate!r}")
 
 
 class Trainer(ABC):
     """Steps one compiled model with one optimizer and loss.
 
-    ``loss`` is one of :data:`LOSSES`; the classification losses take logits: when the spec ends
+    ``loss`` is a :class:`llmasos.losses.Loss`; losses that take logits get them: when the spec ends
     in softmax or sigmoid the adapter leaves that activation out while training (never applying it
     twice). Losses are means over the batch; ``weights`` (float32, one per sample) weigh each
     sample's loss as Keras' ``sample_weight`` does (``sum(w_i * l_i) / batch``, its
@@ -49,6 +89,18 @@ class Trainer(ABC):
     def eval_step(self, inputs: list[np.ndarray], target: np.ndarray,
                   weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """Loss sum and outputs in inference mode, no update."""
+
+    accumulate: int = 1   # micro-batches per optimizer step (StepOptions.accumulate)
+
+    @property
+    def pending(self) -> int:
+        """Micro-batches whose gradients wait for the optimizer step (0 right after a step)."""
+        return 0
+
+    def flush(self) -> bool:
+        """Apply the gradients of an incomplete group of micro-batches (at the end of an epoch);
+        True when that made an optimizer step."""
+        return False
 
     @abstractmethod
     def reseed(self, seed: int | None) -> None:
@@ -75,8 +127,12 @@ class CompiledModel(ABC):
         """The framework's own object (``torch.nn.Module``, ``keras.Model``)."""
 
     @abstractmethod
+    def to(self, device: str) -> None:
+        """Move the weights to ``device`` (a neutral name; a trainer made before must be remade)."""
+
+    @abstractmethod
     def get_weights(self) -> Weights:
-        """All weights, neutral layout, as float32 NumPy arrays."""
+        """All weights, neutral layout, as float32 NumPy arrays (on the CPU, whatever the device)."""
 
     @abstractmethod
     def set_weights(self, weights: Weights) -> None:
@@ -87,8 +143,9 @@ class CompiledModel(ABC):
         """Inference mode (dropout off, BatchNorm running statistics); one array per output."""
 
     @abstractmethod
-    def trainer(self, optimizer: Optimizer, loss: str, seed: int | None = None) -> Trainer:
-        """A trainer for this model."""
+    def trainer(self, optimizer: Optimizer, loss: Any, seed: int | None = None,
+                options: StepOptions = StepOptions()) -> Trainer:
+        """A trainer for this model: ``loss`` a name, canonical text or :class:`llmasos.losses.Loss`."""
 
     @abstractmethod
     def set_trainable(self, layer_names: set[str], trainable: bool) -> None:
@@ -105,8 +162,13 @@ class Backend(ABC):
     def version(self) -> str: ...
 
     @abstractmethod
-    def build(self, spec: ModelSpec, seed: int | None = None) -> CompiledModel:
-        """Compile the spec, initialising weights with the framework's defaults (seeded)."""
+    def build(self, spec: ModelSpec, seed: int | None = None, device: str = "cpu") -> CompiledModel:
+        """Compile the spec on ``device`` (:mod:`llmasos.devices`), initialising weights with the
+        framework's defaults (seeded)."""
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """The devices this framework can use here, by neutral name ("cpu" first)."""
 
     @abstractmethod
     def export_onnx(self, model: CompiledModel, path: str, opset: int | None = None, *,

@@ -40,8 +40,13 @@ class TFBackend(Backend):
     def version(self) -> str:
         return f"{tf.__version__} (keras {keras.__version__})"
 
-    def build(self, spec: ModelSpec, seed: int | None = None) -> TFModel:
-        return build(spec, seed)
+    def build(self, spec: ModelSpec, seed: int | None = None, device: str = "cpu") -> TFModel:
+        return build(spec, seed, device)
+
+    def devices(self) -> list[str]:
+        from .devices import available
+
+        return available()
 
     def export_onnx(self, model: TFModel, path: str, opset: int | None = None, *,
                     external_data: bool = False) -> dict:

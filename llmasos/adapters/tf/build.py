@@ -22,12 +22,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ... import losses
 from ...layers import catalog, custom
 from ...errors import SpecError
 from ...optim import Optimizer
 from ...spec import ModelSpec
-from ..base import CompiledModel, Trainer, Weights, check_weights
+from ..base import CompiledModel, StepOptions, Trainer, Weights, check_weights
+from .devices import tf_device
 from .layers import Activate, call_layer, layout_of, make_layer
+from .train import TFTrainer
 from .weights import CONVERSIONS
 
 _DTYPES = {"float32": np.float32, "int64": np.int64}
@@ -126,6 +129,7 @@ def _call(layer, main: keras.layers.Layer, inputs: list, shape: tuple):
         out = call_layer(layer.kind, main, inputs, layer.config)
     except Exception as err:  # noqa: BLE001 - user code may raise anything: name the layer
         weights = {name: tuple(value.shape) for name, value in vars(main.params).items()}
+        err = getattr(main, "error", err)
         raise custom.call_failed(layer.name, layer.kind, [tuple(x.shape) for x in inputs], weights, err) from err
     custom.check_output(layer.name, layer.kind, shape, tuple(out.shape))
     return out
@@ -136,9 +140,11 @@ class TFModel(CompiledModel):
     inputs -> dict of outputs); ``logits`` shares its layers and stops before a final
     softmax/sigmoid."""
 
-    def __init__(self, spec: ModelSpec, seed: int | None = None) -> None:
+    def __init__(self, spec: ModelSpec, seed: int | None = None, device: str = "cpu") -> None:
         super().__init__(spec)
-        self.keras_model, self.logits, self.layers = build_graph(spec, seed)
+        self.device = tf_device(device)
+        with self.placed():
+            self.keras_model, self.logits, self.layers = build_graph(spec, seed)
         self._kinds = {layer.name: layer.kind for layer in spec.layers}
         self._shapes = spec.weight_shapes()
         # (layer, neutral weight name, Keras variable) for every neutral weight
@@ -151,6 +157,19 @@ class TFModel(CompiledModel):
     @property
     def native(self) -> keras.Model:
         return self.keras_model
+
+    def placed(self):
+        """A context placing variables and traced ops on this model's device."""
+        return tf.device(self.device)
+
+    def to(self, device: str) -> None:
+        """Rebuild on ``device`` with the same weights (TensorFlow places a variable when it is made)."""
+        target = tf_device(device)
+        if target == self.device:
+            return
+        weights = self.get_weights()
+        self.__init__(self.spec, None, device)
+        self.set_weights(weights)
 
     def input_signature(self, named: bool = False) -> list[tf.TensorSpec]:
         """One spec per input: batch and the spec's None dimensions dynamic; ``named`` gives them
@@ -191,14 +210,14 @@ class TFModel(CompiledModel):
 
     def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         if self._predict is None:
-            self._predict = tf.function(self._call_inference, input_signature=[self.input_signature()]) \
-                .get_concrete_function()
+            with self.placed():
+                self._predict = tf.function(self._call_inference, input_signature=[self.input_signature()]) \
+                    .get_concrete_function()
         return [out.numpy() for out in self._predict(self.feed(inputs))]
 
-    def trainer(self, optimizer: Optimizer, loss: str, seed: int | None = None) -> Trainer:
-        from .train import TFTrainer
-
-        return TFTrainer(self, optimizer, loss, seed)
+    def trainer(self, optimizer: Optimizer, loss, seed: int | None = None,
+                options: StepOptions = StepOptions()) -> Trainer:
+        return TFTrainer(self, optimizer, losses.get(loss).for_activation(self.spec.final_activation()), seed, options)
 
     def set_trainable(self, layer_names: set[str], trainable: bool) -> None:
         for name in layer_names:
@@ -208,8 +227,8 @@ class TFModel(CompiledModel):
         self.trainable_version += 1
 
 
-def build(spec: ModelSpec, seed: int | None = None) -> TFModel:
-    """Compile ``spec``; ``seed`` makes Keras' default initialisers (and dropout seeds) repeatable."""
+def build(spec: ModelSpec, seed: int | None = None, device: str = "cpu") -> TFModel:
+    """Compile ``spec`` on ``device``; ``seed`` makes Keras' default initialisers (and dropout seeds) repeatable."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    return TFModel(spec, seed)
+    return TFModel(spec, seed, device)

@@ -20,8 +20,13 @@ class TorchBackend(Backend):
     def version(self) -> str:
         return torch.__version__
 
-    def build(self, spec: ModelSpec, seed: int | None = None) -> TorchModel:
-        return build(spec, seed)
+    def build(self, spec: ModelSpec, seed: int | None = None, device: str = "cpu") -> TorchModel:
+        return build(spec, seed, device)
+
+    def devices(self) -> list[str]:
+        from .devices import available
+
+        return available()
 
     def export_onnx(self, model: TorchModel, path: str, opset: int | None = None, *,
                     external_data: bool = False) -> dict:

@@ -7,11 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ... import losses
 from ...layers import catalog
 from ...errors import SpecError
 from ...spec import ModelSpec
-from ..base import CompiledModel, Trainer, Weights, check_weights
+from ..base import CompiledModel, StepOptions, Trainer, Weights, check_weights
+from .devices import torch_device
 from .layers import make_module
+from .train import TorchTrainer
 from .weights import CONVERSIONS
 
 _DTYPES = {"float32": torch.float32, "int64": torch.int64}
@@ -112,13 +115,28 @@ def _key(name: str) -> str:
 
 
 class TorchModel(CompiledModel):
-    def __init__(self, spec: ModelSpec, module: GraphModule) -> None:
+    """The module on one device (``device``); arrays go there once per batch and come back as NumPy."""
+
+    def __init__(self, spec: ModelSpec, module: GraphModule, device: str = "cpu") -> None:
         super().__init__(spec)
         self.module = module
+        self.device = torch.device("cpu")
+        self.to(device)
 
     @property
     def native(self) -> nn.Module:
         return self.module
+
+    def to(self, device: str) -> None:
+        """Move the weights to ``device`` (a torch device name that is there: see :mod:`.devices`)."""
+        self.device = torch_device(device)
+        self.module.to(self.device)
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if self.device.type == "cpu" else tensor.to(self.device, non_blocking=True)
+
+    def train_mode(self) -> None:
+        train_mode(self.module)
 
     def _tensor(self, layer: str, path: str) -> torch.Tensor:
         found = self.module.blocks[_key(layer)]
@@ -155,8 +173,9 @@ class TorchModel(CompiledModel):
             raise SpecError(f"the model takes {len(self.spec.inputs)} input(s), got {len(inputs)}")
         # from_numpy shares the array's memory and costs a fraction of as_tensor's dtype checks;
         # Model.shape_input already hands over C-contiguous arrays of the spec's dtype
-        return [torch.from_numpy(x) if isinstance(x, np.ndarray) and x.dtype == i.dtype and x.flags.c_contiguous
-                else torch.as_tensor(np.asarray(x), dtype=_DTYPES[i.dtype]) for x, i in zip(inputs, self.spec.inputs)]
+        return [self.to_device(torch.from_numpy(x) if isinstance(x, np.ndarray) and x.dtype == i.dtype
+                               and x.flags.c_contiguous else torch.as_tensor(np.asarray(x), dtype=_DTYPES[i.dtype]))
+                for x, i in zip(inputs, self.spec.inputs)]
 
     def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         was_training = self.module.training
@@ -169,12 +188,11 @@ class TorchModel(CompiledModel):
             if was_training:
                 train_mode(self.module)
         outs = out if isinstance(out, tuple) else (out,)
-        return [o.numpy() for o in outs]
+        return [o.numpy() if o.device.type == "cpu" else o.cpu().numpy() for o in outs]
 
-    def trainer(self, optimizer, loss: str, seed: int | None = None) -> Trainer:
-        from .train import TorchTrainer
-
-        return TorchTrainer(self, optimizer, loss, seed)
+    def trainer(self, optimizer, loss, seed: int | None = None, options: StepOptions = StepOptions()) -> Trainer:
+        return TorchTrainer(self, optimizer, losses.get(loss).for_activation(self.spec.final_activation()), seed,
+                            options)
 
     def set_trainable(self, layer_names: set[str], trainable: bool) -> None:
         for layer in self.spec.layers:
@@ -191,8 +209,8 @@ class TorchModel(CompiledModel):
                     block.train(trainable and self.module.training)
 
 
-def build(spec: ModelSpec, seed: int | None = None) -> TorchModel:
+def build(spec: ModelSpec, seed: int | None = None, device: str = "cpu") -> TorchModel:
     if seed is not None:
         torch.manual_seed(seed)
     # built in eval mode, as it is used until a trainer switches it: every mode switch walks all modules
-    return TorchModel(spec, GraphModule(spec, seed).eval())
+    return TorchModel(spec, GraphModule(spec, seed).eval(), device)

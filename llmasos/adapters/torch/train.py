@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ...losses import Loss, batch_loss
 from ...optim import Optimizer
-from ..base import Trainer, Weights
-from .build import TorchModel, train_mode
+from ..base import StepOptions, Trainer, Weights
+from .losses import LOSS_OPS
 from .weights import CONVERSIONS
+
+if TYPE_CHECKING:
+    from .build import TorchModel
 
 # neutral slot name -> torch.optim state key, per optimizer kind
 _STATE_KEYS = {
@@ -35,40 +40,21 @@ def _make_optimizer(optimizer: Optimizer, params) -> torch.optim.Optimizer:
                                weight_decay=o["weight_decay"], foreach=True)
 
 
-def compute_loss(loss: str, out: torch.Tensor, target: torch.Tensor,
-                 weights: torch.Tensor | None = None) -> torch.Tensor:
-    """The batch loss; classification losses take logits. Without ``weights`` the mean over the
-    batch; with them Keras' ``sum_over_batch_size``: ``sum(w_i * l_i) / batch``, where ``l_i`` is
-    sample i's loss (the mean over its output units)."""
-    reduction = "mean" if weights is None else "none"
-    if loss == "cross_entropy":
-        values = F.cross_entropy(out, target, reduction=reduction)
-    else:
-        target = target.to(out.dtype).reshape(out.shape)
-        if loss == "binary_cross_entropy":
-            values = F.binary_cross_entropy_with_logits(out, target, reduction=reduction)
-        elif loss == "mse":
-            values = F.mse_loss(out, target, reduction=reduction)
-        else:
-            values = F.l1_loss(out, target, reduction=reduction)
-    if weights is None:
-        return values
-    per_sample = values.reshape(len(values), -1).mean(dim=1)
-    return (per_sample * weights).sum() / len(per_sample)
-
-
 def _numpy(out: torch.Tensor) -> np.ndarray:
     """The outputs as NumPy for the neutral metrics (a view of a CPU tensor's memory, no copy)."""
     values = out.detach()
+    if values.dtype != torch.float32:  # autocast outputs: the metrics read float32
+        values = values.float()
     return values.numpy() if values.device.type == "cpu" else values.cpu().numpy()
 
 
 class TorchTrainer(Trainer):
-    def __init__(self, model: TorchModel, optimizer: Optimizer, loss: str, seed: int | None = None) -> None:
+    def __init__(self, model: "TorchModel", optimizer: Optimizer, loss: Loss, seed: int | None = None,
+                 options: StepOptions = StepOptions()) -> None:
         self.model = model
         self.module = model.module
         self.loss = loss
-        self.logits = loss in ("cross_entropy", "binary_cross_entropy")
+        self.logits = loss.logits
         self.kind = optimizer.kind
         if seed is not None:
             torch.manual_seed(seed)
@@ -79,23 +65,43 @@ class TorchTrainer(Trainer):
         # what train steps call: the module, or its DistributedDataParallel wrapper in a
         # data-parallel run (llmasos.adapters.torch.distributed); evaluation calls the module
         self.network: torch.nn.Module = self.module
+        self.options = options
+        self.accumulate = options.accumulate
+        self._pending = 0            # micro-batches accumulated since the last optimizer step
+        self._samples = 0            # ... and the samples they held
+        device = model.device.type
+        self._autocast = None if options.precision == "32" else \
+            (device, torch.float16 if options.precision == "16-mixed" else torch.bfloat16)
+        self.scaler = torch.amp.GradScaler(device) if options.precision == "16-mixed" else None
 
     def reseed(self, seed):
         if seed is not None:
             torch.manual_seed(seed)
 
     def _forward(self, inputs: list[np.ndarray], network: torch.nn.Module | None = None) -> torch.Tensor:
-        return (self.module if network is None else network)(*self.model.to_tensors(inputs), logits=self.logits)
+        tensors = self.model.to_tensors(inputs)
+        network = self.module if network is None else network
+        if self._autocast is None:
+            return network(*tensors, logits=self.logits)
+        with torch.autocast(self._autocast[0], dtype=self._autocast[1]):
+            return network(*tensors, logits=self.logits)
 
     def _target(self, target: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(target))
+        return self.model.to_device(torch.from_numpy(np.ascontiguousarray(target)))
+
+    def _loss(self, out: torch.Tensor, target: np.ndarray, weights: np.ndarray | None) -> torch.Tensor:
+        w = None if weights is None else \
+            self.model.to_device(torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)))
+        # the loss in float32 whatever autocast computed (as transformers' losses do)
+        return batch_loss(LOSS_OPS, self.loss, self._target(target), out.float(), w)
 
     def _train_mode(self) -> None:
         if not self.module.training:  # switching modes walks every module: only do it when it changes
-            train_mode(self.module)
+            self.model.train_mode()
 
-    def _weights(self, weights: np.ndarray | None) -> torch.Tensor | None:
-        return None if weights is None else torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))
+    @property
+    def pending(self) -> int:
+        return self._pending
 
     def train_step(self, inputs, target, lr, weights=None):
         self._train_mode()
@@ -104,19 +110,49 @@ class TorchTrainer(Trainer):
                 group["lr"] = lr
             self._lr = lr
         out = self._forward(inputs, self.network)
-        value = compute_loss(self.loss, out, self._target(target), self._weights(weights))
-        self.optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        self.optimizer.step()
-        self.steps += 1
+        value = self._loss(out, target, weights)
+        if self._pending == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        # accumulating: gradients of each micro-batch's loss *sum*, divided by all their samples at the step
+        scaled = value if self.accumulate == 1 else value * len(target)
+        (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
+        self._pending += 1
+        self._samples += len(target)
+        if self._pending == self.accumulate:
+            self._step()
         return value.item() * len(target), _numpy(out)
+
+    def flush(self) -> bool:
+        if self._pending == 0:
+            return False
+        self._step()
+        return True
+
+    def _step(self) -> None:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.accumulate > 1:
+            torch._foreach_mul_(grads, 1.0 / self._samples)
+        if self.options.clip_grad_value is not None:
+            torch.nn.utils.clip_grad_value_(self.params, self.options.clip_grad_value, foreach=True)
+        if self.options.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.options.clip_grad_norm, foreach=True)
+        if self.scaler is None:
+            self.optimizer.step()
+            self.steps += 1
+        else:
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)     # skipped when the scaled gradients overflowed
+            self.scaler.update()
+            self.steps += int(self.scaler.get_scale() >= scale)
+        self._pending = self._samples = 0
 
     def eval_step(self, inputs, target, weights=None):
         self.module.eval()
         with torch.inference_mode():
             out = self._forward(inputs)
-            value = compute_loss(self.loss, out, self._target(target), self._weights(weights))
-            return value.item() * len(target), _numpy(out)
+            return self._loss(out, target, weights).item() * len(target), _numpy(out)
 
     def _slots(self):
         """(layer kind, layer, weight, tensors) for trainable neutral weights."""
@@ -133,7 +169,7 @@ class TorchTrainer(Trainer):
             for slot, key in _STATE_KEYS[self.kind].items():
                 if all(key in s for s in states):
                     join = CONVERSIONS[kind][name][2]
-                    value = join(*(s[key].detach().numpy() for s in states))
+                    value = join(*(s[key].detach().cpu().numpy() for s in states))
                     slots.setdefault(slot, {}).setdefault(layer, {})[name] = value.astype(np.float32)
         return {"step": self.steps, "slots": slots}
 
@@ -148,6 +184,6 @@ class TorchTrainer(Trainer):
                     continue
                 for tensor, part in zip(tensors, split(np.asarray(value, dtype=np.float32))):
                     entry = self.optimizer.state[tensor]
-                    entry[key] = torch.from_numpy(np.array(part))
+                    entry[key] = torch.from_numpy(np.array(part)).to(tensor.device)
                     if self.kind != "sgd":
                         entry["step"] = torch.tensor(float(self.steps))
