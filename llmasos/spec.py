@@ -311,9 +311,11 @@ class ModelSpec:
             for index, source in enumerate(layer.inputs):
                 if layer.kind == "Embedding" and dtypes.get(source) != "int64":
                     raise SpecError(f"layer {layer.name!r} (Embedding) needs int64 ids; input {source!r} is float32")
-                if dtypes.get(source) == "int64" and layer.kind != "Embedding" and not _is_mask(layer, index):
+                if dtypes.get(source) == "int64" and layer.kind != "Embedding" and not _is_mask(layer, index) \
+                        and not catalog.get_kind(layer.kind).takes_int64:
                     raise SpecError(f"input {source!r} is int64, which only an Embedding's ids or an Attention's "
-                                    f"mask (its 4th input) take; layer {layer.name!r} ({layer.kind}) takes float32")
+                                    f"mask (its 4th input) take, or a custom layer; layer {layer.name!r} "
+                                    f"({layer.kind}) takes float32")
         for i in self.inputs:
             if i.dtype == "int64" and not any(i.name in layer.inputs for layer in self.layers):
                 raise SpecError(f"input {i.name!r} is int64 but feeds no Embedding layer or Attention mask")

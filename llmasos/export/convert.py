@@ -32,6 +32,7 @@ from ..errors import ExportError, LlmasosError, OnnxFileError
 from ..spec import ModelSpec
 from .config import OnnxConfig
 from .files import file_size, needs_external_data, save, staged
+from .graph_form import conform_for_runtime
 from .metadata import export_metadata, op_counts, write_metadata
 from .validate import as_model, check_onnx, verify
 
@@ -146,6 +147,7 @@ def _graph(backend: "Backend", compiled: Any, config: OnnxConfig, path: Path,
     notes = backend.export_onnx(compiled, str(path), config.opset, external_data=external_data)
     proto = onnx.load(str(path))
     config.conform(proto)
+    conform_for_runtime(proto.graph)
     return proto, notes.get("exporter", backend.name)
 
 

@@ -42,6 +42,7 @@ class LayerKind:
     has_activation: ClassVar[bool] = False      # takes a fused ``activation=`` option
     statistics: ClassVar[tuple] = ()            # weights updated by the forward pass, not by gradients
     shares: ClassVar[str | None] = None         # the option naming an earlier layer whose weights it uses
+    takes_int64: ClassVar[bool] = False         # int64 inputs (ids, masks) reach it as they are
 
     @classmethod
     def normalize(cls, config: dict, where: str) -> dict:

@@ -132,6 +132,7 @@ class CustomKind(LayerKind):
     """A registered :class:`Layer` seen as a catalog kind; one subclass per registration."""
 
     layer_class: ClassVar[type[Layer]]
+    takes_int64 = True  # a custom layer may take ids or masks and decide what to do with them
 
     @classmethod
     def normalize(cls, config: dict, where: str) -> dict:
@@ -166,6 +167,7 @@ class CustomKind(LayerKind):
 
     @classmethod
     def output_shape(cls, config, inputs):
+        cls.weights(config, inputs)  # checked with the shapes, so a mistake shows when the layer is added
         layer = cls.instance(config)
         shape = _call(lambda: layer.output_shape(cls._shapes_argument(inputs)), f"{cls.name}.output_shape")
         return _check_shape(shape, f"{cls.name}.output_shape", allow_none=True)

@@ -391,7 +391,11 @@ class Custom(keras.layers.Layer):
             setattr(self.params, key, variable)
 
     def call(self, inputs):
-        return self.layer.call(OPS, *inputs, **{key: v.value for key, v in vars(self.params).items()})
+        try:
+            return self.layer.call(OPS, *inputs, **{key: v.value for key, v in vars(self.params).items()})
+        except Exception as err:
+            self.error = err  # Keras rewrites errors raised while it traces; the build reports this one
+            raise
 
 
 def make_layer(kind: str, config: dict, shapes: list[tuple], name: str, layout: str, *,

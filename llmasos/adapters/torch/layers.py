@@ -360,7 +360,9 @@ class Custom(Layer):
         self.params = nn.ParameterDict({name: nn.Parameter(torch.from_numpy(value)) for name, value in initial.items()})
 
     def forward(self, *xs):
-        return self.layer.call(OPS, *xs, **self.params)
+        # the ParameterDict's own table: iterating the dict goes through Module.__getattr__ per key,
+        # several microseconds a call, while this always holds the current parameters
+        return self.layer.call(OPS, *xs, **self.params._parameters)
 
 
 MODULES: dict[str, type[Layer]] = {
@@ -380,9 +382,10 @@ def make_module(name: str, kind: str, config: dict, shapes: list[tuple], seed: i
     user_kind = custom.custom_kind(kind)
     if user_kind is None:
         return MODULES[kind](config, shapes)
-    module = Custom(user_kind, config, shapes, user_kind.initial_weights(config, shapes, name, seed))
+    initial = user_kind.initial_weights(config, shapes, name, seed)
+    module = Custom(user_kind, config, shapes, initial)
     probe = custom.probe_inputs(user_kind, config, shapes)
-    weights = {key: torch.empty(value.shape, device="meta") for key, value in module.params.items()}
+    weights = {key: torch.empty(value.shape, device="meta") for key, value in initial.items()}
     try:
         out = module.layer.call(OPS, *(torch.empty(s, device="meta") for s in probe), **weights)
     except Exception as err:  # noqa: BLE001 - user code may raise anything: name the layer

@@ -108,8 +108,12 @@ class TorchOps(Ops):
         return torch.cat(list(xs), dim=axis)
 
     def split(self, x, parts, axis=-1):
-        sizes = x.shape[axis] // parts if isinstance(parts, int) else list(parts)
-        return list(torch.split(x, sizes, dim=axis))
+        if not isinstance(parts, int):
+            return list(torch.split(x, list(parts), dim=axis))
+        size = x.shape[axis]
+        if isinstance(size, int) and size % parts:  # chunk would give uneven pieces; TensorFlow refuses
+            raise ValueError(f"split: {parts} equal parts do not divide axis {axis} of size {size}")
+        return list(torch.chunk(x, parts, dim=axis))  # chunk is C++ all the way, split Python first
 
     def sum(self, x, axis=None, keepdims=False):
         return torch.sum(x, dim=_dims(axis), keepdim=keepdims)
