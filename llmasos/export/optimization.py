@@ -36,7 +36,7 @@ from .files import data_file, derived_external_data, save
 from .fusion import MS_DOMAIN, attention_shape, fuse_transformer
 from .metadata import read_metadata
 from .providers import check_file, resolve, session
-from .transform import OptimizationReport, derive
+from .transform import OptimizationReport, SourceTiming, derive
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -76,15 +76,17 @@ def optimize(src: str | os.PathLike, dst: str | os.PathLike, level: str = "all",
                                lambda source, target: _fuse(source, target, heads, hidden, gpu)))
     candidates.append((f"onnxruntime {level} optimisation",
                        lambda source, target: _onnxruntime(source, target, level, providers)))
-    slower = []
+    slower, timing = [], SourceTiming()  # the source is timed once, beside the first rewrite
     for method, write in candidates:
         try:
-            return derive(src, dst, method, write, eval_data, check="fp32", max_slowdown=max_slowdown)
+            return derive(src, dst, method, write, eval_data, check="fp32", max_slowdown=max_slowdown,
+                          source_timing=timing)
         except _NothingFused:
             continue
         except SlowerError as exc:
             slower.append(f"{method} ({', '.join(f'{ratio:.2f}x' for ratio in exc.ratios.values())})")
-    return derive(src, dst, f"none: slower after {' and '.join(slower)}", _copy, eval_data, check="fp32")
+    return derive(src, dst, f"none: slower after {' and '.join(slower)}", _copy, eval_data, check="fp32",
+                  source_timing=timing)
 
 
 class _NothingFused(ExportError):

@@ -87,9 +87,18 @@ class OptimizationReport:
         return "\n".join(lines)
 
 
+@dataclass
+class SourceTiming:
+    """A source file's median latencies (ms by batch size), timed beside the first rewrite
+    derived from it and reused by the next ones: :func:`~llmasos.export.optimize` may try three
+    rewrites of one source, and timing a large source costs as much as timing its rewrite."""
+
+    ms: dict[int, float] | None = None
+
+
 def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: Callable[[str, str], None],
            eval_data: "Dataset | None" = None, *, check: str, metadata: dict[str, Any] | None = None,
-           max_slowdown: float | None = None) -> OptimizationReport:
+           max_slowdown: float | None = None, source_timing: SourceTiming | None = None) -> OptimizationReport:
     """Make ``dst`` from ``src`` with ``write(src, tmp)`` and report on it.
 
     ``src`` is checked first (a missing or non-ONNX file, or missing external data, is an
@@ -101,6 +110,7 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
 
     With ``max_slowdown`` (e.g. 1.05), a result whose latency exceeds the source's by more than
     that factor at any measured batch size is not written either: :class:`~llmasos.errors.SlowerError`.
+    ``source_timing`` shares the source's latencies between calls: timed here if it holds none.
     """
     started = time.perf_counter()
     source = check_file(src)
@@ -113,7 +123,7 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
         check_onnx(tmp)
         verification = verify_derived(src, tmp, check)
         metric = compare(src, tmp, eval_data) if eval_data is not None else None
-        before, after = _latencies(Path(src), tmp)
+        before, after = _timed(Path(src), tmp, source_timing or SourceTiming())
         ratios = {batch: after[batch] / before[batch] for batch in after}
         if max_slowdown is not None and max(ratios.values()) > max_slowdown:
             raise SlowerError(f"{method} made {os.fspath(src)} slower (" + ", ".join(
@@ -124,6 +134,15 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
                               source_size_bytes=file_size(src), latency_ms=after,
                               source_latency_ms=before, metric=metric,
                               seconds=time.perf_counter() - started, verification=verification)
+
+
+def _timed(src: Path, result: Path, timing: SourceTiming) -> tuple[dict[int, float], dict[int, float]]:
+    """The source's latencies (timed in turns with ``result`` unless ``timing`` has them) and the result's."""
+    if timing.ms is None:
+        timing.ms, after = _latencies(src, result)
+    else:
+        (after,) = _latencies(result)
+    return timing.ms, after
 
 
 def _latencies(*paths: Path) -> list[dict[int, float]]:

@@ -4,6 +4,8 @@ that is slower than its source never kept."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -12,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from llmasos import export, zoo
 from llmasos.errors import ExportError
+from llmasos.export import transform
 from llmasos.export.fusion import split_unsqueezes
 
 BERT = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -58,6 +61,38 @@ def test_a_rewrite_slower_than_its_source_is_not_kept(tmp_path, bert_onnx):
     assert report.method.startswith("none: slower after onnxruntime transformer fusions")
     assert "onnxruntime all optimisation" in report.method
     assert export.info(tmp_path / "same.onnx")["ops"] == export.info(bert_onnx)["ops"]
+
+
+@pytest.mark.torch
+def test_optimize_times_its_source_once_whatever_it_tries(tmp_path, bert_onnx, monkeypatch):
+    # three rewrites are tried (fusions, plain optimisation, the copy): the source is timed beside the first only
+    timed = []
+    real = transform._latencies
+
+    def counting(*paths):
+        timed.append(paths)
+        return real(*paths)
+
+    monkeypatch.setattr(transform, "_latencies", counting)
+    report = export.optimize(bert_onnx, tmp_path / "same.onnx", max_slowdown=0.0)
+    assert report.method.startswith("none: slower after")
+    assert len(timed) == 3
+    assert [Path(bert_onnx) in paths for paths in timed] == [True, False, False]
+    assert set(report.source_latency_ms) == set(report.latency_ms) == set(transform.LATENCY_BATCHES)
+
+
+@pytest.mark.torch
+def test_a_bert_export_is_in_the_form_onnx_runtime_fuses_fast(tmp_path, bert_onnx):
+    # GELU with its bias becomes one BiasGelu in a default session; no recorded intermediate shapes,
+    # so residual Add + LayerNormalization stay two kernels (ONNX Runtime's CPU SkipLayerNormalization is slower)
+    assert len(onnx.load(bert_onnx).graph.value_info) == 0
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "session.onnx")
+    ort.InferenceSession(str(bert_onnx), options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(tmp_path / "session.onnx").graph.node]
+    assert ops.count("BiasGelu") == BERT["num_hidden_layers"] and "Erf" not in ops
+    assert "SkipLayerNormalization" not in ops
+    assert ops.count("LayerNormalization") == 2 * BERT["num_hidden_layers"] + 1
 
 
 @pytest.mark.torch
