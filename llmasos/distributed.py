@@ -121,6 +121,13 @@ class Group(Protocol):
     def gather(self, payload: np.ndarray) -> list[np.ndarray]:
         """Every rank's uint8 ``payload`` (equal sizes), in rank order."""
 
+    def expect(self, sizes: list[int]) -> None:
+        """The next train step's rows per rank: a group may send the outputs with the gradients."""
+
+    def fused(self, trainer: Trainer, target: np.ndarray, weights: np.ndarray | None) -> tuple[float, np.ndarray] | None:
+        """The last train step's global loss sum and outputs when they travelled with its gradients
+        (one collective a step instead of two), else None."""
+
     def barrier(self) -> None: ...
 
 
@@ -175,6 +182,9 @@ class ShardedTrainer(Trainer):
     """
 
     def __init__(self, trainer: Trainer, group: Group) -> None:
+        if getattr(trainer, "accumulate", 1) > 1:
+            raise TrainingError("accumulate= does not go with data-parallel training yet: raise batch_size instead "
+                                "(it is the global batch; each of N processes holds batch_size / N rows)")
         self.trainer, self.group = trainer, group
         self.rank, self.world = group.rank.rank, group.rank.world
         group.attach(trainer)
@@ -207,14 +217,24 @@ class ShardedTrainer(Trainer):
 
     def train_step(self, inputs, target, lr, weights=None):
         local_inputs, local_target, local_weights, count = self._slice(inputs, target, weights)
-        self.group.set_share(count / len(target))
+        n = len(target)
+        self.group.set_share(count / n)
+        self.group.expect([len(range(n)[shard(n, rank, self.world)]) for rank in range(self.world)])
         loss_sum, outputs = self.trainer.train_step(local_inputs, local_target, lr, **_weighed(local_weights))
-        return self._whole(loss_sum if count else 0.0, outputs, count, len(target))
+        fused = self.group.fused(self.trainer, target, weights)
+        return fused if fused is not None else self._whole(loss_sum if count else 0.0, outputs, count, n)
 
     def eval_step(self, inputs, target, weights=None):
         local_inputs, local_target, local_weights, count = self._slice(inputs, target, weights)
         loss_sum, outputs = self.trainer.eval_step(local_inputs, local_target, **_weighed(local_weights))
         return self._whole(loss_sum if count else 0.0, outputs, count, len(target))
+
+    @property
+    def pending(self) -> int:
+        return getattr(self.trainer, "pending", 0)
+
+    def flush(self) -> bool:
+        return self.trainer.flush()
 
     def reseed(self, seed):
         # each rank draws its own dropout masks, as DDP's ranks do

@@ -13,6 +13,7 @@ operator tells each replica its rank — ``WORLD_SIZE``/``RANK``/``MASTER_ADDR``
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -53,8 +54,8 @@ def manifest(framework: str, config: str, *, name: str, replicas: int, image: st
         container["volumeMounts"] = [{"name": "workspace", "mountPath": WORKDIR}]
         pod["volumes"] = [{"name": "workspace", "persistentVolumeClaim": {"claimName": pvc}}]
 
-    def replica(count: int) -> dict:
-        return {"replicas": count, "restartPolicy": "OnFailure", "template": {"spec": pod}}
+    def replica(count: int) -> dict:   # a copy each: YAML would otherwise write anchors and aliases
+        return {"replicas": count, "restartPolicy": "OnFailure", "template": {"spec": copy.deepcopy(pod)}}
 
     if framework == "torch":
         specs = {"Master": replica(1)}

@@ -26,7 +26,9 @@ def test_pytorchjob_runs_llmasos_train_on_the_config_with_the_configs_nproc(conf
     assert main(["train", str(config), "--kubeflow", str(out), "--image", "reg.example/llmasos:1", "--gpus", "1",
                  "--pvc", "training-data"]) == 0
     assert "PyTorchJob" in capsys.readouterr().out
-    job = yaml.safe_load(out.read_text())
+    text = out.read_text()
+    assert "&id" not in text and "*id" not in text         # plain YAML, no anchors for kubectl's sake
+    job = yaml.safe_load(text)
     assert (job["apiVersion"], job["kind"], job["metadata"]["name"]) == ("kubeflow.org/v1", "PyTorchJob", "iris-mlp")
     specs = job["spec"]["pytorchReplicaSpecs"]
     assert (specs["Master"]["replicas"], specs["Worker"]["replicas"]) == (1, 2)       # training.nproc: 3

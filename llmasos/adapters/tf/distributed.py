@@ -80,6 +80,12 @@ class TFGroup:
             self.share.assign(share)
             self._share_value = share
 
+    def expect(self, sizes: list[int]) -> None:
+        """The outputs travel apart from the gradients here (:meth:`gather`)."""
+
+    def fused(self, trainer: TFTrainer, target: np.ndarray, weights: np.ndarray | None) -> None:
+        return None
+
     def gather(self, payload: np.ndarray) -> list[np.ndarray]:
         size = len(payload)
         padded = np.zeros(-(-size // 4) * 4, dtype=np.uint8)   # collectives move int32 here, not bytes

@@ -6,7 +6,8 @@ instead of hanging it. :meth:`TorchGroup.attach` wraps a trainer's module in DDP
 rank 0's weights when it wraps and all-reduces gradients in buckets during the backward pass. Its
 communication hook sums each rank's gradient weighted by that rank's share of the global batch
 (DDP's default averages equally), so a short last batch split unevenly still gives the global
-batch's mean gradient.
+batch's mean gradient. The same all-reduce carries the step's outputs (each rank's in its own
+slot, zeros elsewhere, so the sum is a gather), so a step costs one collective, as plain DDP.
 """
 
 from __future__ import annotations
@@ -35,17 +36,31 @@ def join(rank: Rank, timeout_s: float) -> "TorchGroup":
 
 
 def _weighted_sum(group, bucket):  # no annotations: DDP checks them against the real classes
-    """DDP communication hook: all-reduce the sum of ``share × local mean gradient``."""
+    """DDP communication hook: all-reduce the sum of ``share × local mean gradient`` (with the
+    step's output slots appended to the first bucket)."""
     buffer = bucket.buffer()
     if group.share != 1.0:
         buffer.mul_(group.share)
-    return dist.all_reduce(buffer, async_op=True).get_future().then(lambda done: done.value()[0])
+    slots = group.slots(buffer)
+    if slots is None:
+        return dist.all_reduce(buffer, async_op=True).get_future().then(lambda done: done.value()[0])
+    size = len(buffer)
+
+    def split(done):
+        total = done.value()[0]
+        group.received = total[size:]
+        return total[:size]
+
+    return dist.all_reduce(torch.cat([buffer, slots]), async_op=True).get_future().then(split)
 
 
 class TorchGroup:
     def __init__(self, rank: Rank) -> None:
         self.rank = rank
         self.share = 1.0 / rank.world
+        self.sizes: list[int] | None = None           # rows per rank of the step under way
+        self.outputs: torch.Tensor | None = None       # its forward pass's outputs, for the slots
+        self.received: torch.Tensor | None = None      # every rank's outputs, back from the all-reduce
 
     def attach(self, trainer: TorchTrainer) -> None:
         if isinstance(trainer.network, DistributedDataParallel):
@@ -56,7 +71,38 @@ class TorchGroup:
         ddp = DistributedDataParallel(trainer.module, device_ids=[device] if device.type == "cuda" else None,
                                       forward_sync_buffers=False)
         ddp.register_comm_hook(self, _weighted_sum)
+        ddp.register_forward_hook(self._capture)
         trainer.network = ddp
+
+    def _capture(self, module, args, out) -> None:
+        if self.sizes is not None:
+            self.outputs = out.detach()
+
+    def expect(self, sizes: list[int]) -> None:
+        self.sizes, self.outputs, self.received = sizes, None, None
+
+    def slots(self, like: torch.Tensor) -> torch.Tensor | None:
+        """Once per step (the first bucket): a zero buffer with a slot of rows for every rank,
+        this rank's outputs in its own."""
+        if self.sizes is None or self.outputs is None or self.received is not None:
+            return None
+        out = self.outputs.reshape(len(self.outputs), -1).to(like.dtype)
+        most, width, rank = max(self.sizes), out.shape[1], self.rank.rank
+        slots = torch.zeros(len(self.sizes) * most * width, dtype=like.dtype, device=like.device)
+        slots[rank * most * width:(rank * most + self.sizes[rank]) * width] = out[:self.sizes[rank]].reshape(-1)
+        self.received = slots[:0]      # claimed: later buckets of this step carry gradients alone
+        return slots
+
+    def fused(self, trainer: TorchTrainer, target: np.ndarray, weights: np.ndarray | None):
+        sizes, outputs, received = self.sizes, self.outputs, self.received
+        self.sizes = self.outputs = self.received = None
+        if sizes is None or outputs is None or received is None or not len(received):
+            return None
+        rows = received.reshape(len(sizes), max(sizes), -1)
+        out = torch.cat([rows[rank, :count] for rank, count in enumerate(sizes)]).reshape(-1, *outputs.shape[1:])
+        with torch.no_grad():   # the loss of the whole batch's outputs, as one process computes it
+            loss = trainer._loss(out, target, weights).item() * len(target)
+        return loss, out.cpu().numpy()
 
     def set_share(self, share: float) -> None:
         self.share = share
