@@ -243,7 +243,7 @@ def test_builtin_layers_written_with_ops_equal_the_native_ones(framework, case):
 
 
 @pytest.mark.parametrize("framework", framework_params())
-def test_attention_written_with_ops_equals_the_native_one_with_a_mask(framework):
+def test_attention_written_with_ops_equals_the_native_one_with_a_mask(framework, tmp_path):
     specs = {}
     for kind in ("Attention", "OpsAttention"):
         spec = ModelSpec().add_input("q", (None, 8)).add_input("kv", (None, 8)).add_input("mask", (None,), "int64")
@@ -254,6 +254,12 @@ def test_attention_written_with_ops_equals_the_native_one_with_a_mask(framework)
     mask[1, :] = 0           # a query that may see no key: the mean of the values, as the native one
     inputs = [_x((3, 5, 8)), _x((3, 7, 8), seed=1), mask]
     np.testing.assert_allclose(rewritten.predict(inputs), native.predict(inputs), atol=1e-5, rtol=0)
+    # reshape's kept sizes (0) leave the batch and both lengths dynamic in the exported file
+    report = export.to_onnx(rewritten, tmp_path / "attention.onnx")
+    assert "fallback" not in report.exporter
+    session = ort.InferenceSession(str(tmp_path / "attention.onnx"), providers=["CPUExecutionProvider"])
+    feed = dict(zip(("q", "kv", "mask"), inputs))
+    np.testing.assert_allclose(session.run(None, feed)[0], native.predict(inputs), atol=1e-5, rtol=0)
 
 
 # -- saving, loading, exporting ------------------------------------------------------------------
