@@ -5,7 +5,8 @@ optimizer state, epoch, step and history), each dataset by its file path and opt
 DataFrames as ``.npy``), and ``job.json`` with the other ``train()`` arguments. torch workers are
 started by torch's own launcher (``python -m torch.distributed.run --standalone``: its rendezvous
 takes a free port); TensorFlow workers get a ``TF_CONFIG`` naming free loopback ports. Each worker
-runs this module (``python -m llmasos.launch FOLDER``); rank 0 saves the trained model as
+runs :mod:`llmasos.worker` (``python -m llmasos.worker FOLDER``), which reads the job back with
+this module's :func:`open_dataset` and :func:`rebuild_callback`; rank 0 saves the trained model as
 ``result.h5``, from which the calling model takes its weights, optimizer state and history.
 
 Each worker gets ``cores / N`` threads unless ``OMP_NUM_THREADS`` says otherwise. A worker that
@@ -20,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -72,7 +72,7 @@ def worker_environment(nproc: int) -> dict[str, str]:
 
 def _run_torch(folder: Path, nproc: int) -> int:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-               f"--nproc-per-node={nproc}", "--max-restarts=0", "-m", "llmasos.launch", str(folder)]
+               f"--nproc-per-node={nproc}", "--max-restarts=0", "-m", "llmasos.worker", str(folder)]
     return subprocess.run(command, env=worker_environment(nproc)).returncode
 
 
@@ -84,7 +84,7 @@ def _run_tf(folder: Path, nproc: int) -> int:
         env = worker_environment(nproc)
         env.pop("WORLD_SIZE", None)
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        workers.append(subprocess.Popen([sys.executable, "-m", "llmasos.launch", str(folder)], env=env))
+        workers.append(subprocess.Popen([sys.executable, "-m", "llmasos.worker", str(folder)], env=env))
     try:
         codes = [worker.wait() for worker in workers]
     finally:
@@ -123,7 +123,8 @@ def _dataset_files(dataset: "Dataset", folder: Path) -> dict:
     return {"arrays": str(folder), "labels": y is not None, "mode": dataset.mode, "dtype": dataset.dtype}
 
 
-def _open_dataset(description: dict | None) -> "Dataset | None":
+def open_dataset(description: dict | None) -> "Dataset | None":
+    """A worker's copy of a dataset :func:`launch` described (``_dataset_files``)."""
     from .data import Dataset
 
     if description is None:
@@ -149,7 +150,8 @@ def _callback_config(callback: Callback) -> dict:
                         f"(torchrun --nproc-per-node N script.py), where every callback runs on every rank")
 
 
-def _callback(config: dict) -> Callback:
+def rebuild_callback(config: dict) -> Callback:
+    """A worker's copy of a callback :func:`launch` described (``_callback_config``)."""
     kind = config.pop("kind")
     return EarlyStopping(**config) if kind == "EarlyStopping" else Checkpoint(**config)
 
@@ -163,34 +165,3 @@ def _failure(folder: Path, code: int) -> Exception:
     if isinstance(kind, type) and issubclass(kind, errors.LlmasosError):
         return kind(f"rank {report['rank']}: {report['message']}")
     return TrainingError(f"rank {report['rank']} failed: {report['type']}: {report['message']}\n{report['traceback']}")
-
-
-def work(folder: Path) -> None:
-    """One worker: train the job in ``folder`` as this process's rank, rank 0 saving the result."""
-    from .model import Model
-    from .optim import Optimizer
-
-    job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
-    distributed.join(job["framework"])   # before the model is built: TensorFlow needs its strategy first
-    model = Model.load(folder / "model.h5", framework=job["framework"], max_elements=None)
-    optimizer = None if job["optimizer"] is None else Optimizer.from_config(job["optimizer"])
-    model.train(_open_dataset(job["train"]), optimizer, validation=_open_dataset(job["validation"]),
-                callbacks=[_callback(c) for c in job["callbacks"]], **job["options"])
-    model.save(folder / "result.h5")
-
-
-def main(argv: list[str]) -> int:
-    folder = Path(argv[0])
-    try:
-        work(folder)
-    except BaseException as err:
-        rank = distributed.context()
-        report = {"rank": 0 if rank is None else rank.rank, "type": type(err).__name__, "message": str(err),
-                  "traceback": traceback.format_exc()}
-        (folder / f"error-{report['rank']}.json").write_text(json.dumps(report), encoding="utf-8")
-        raise
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
