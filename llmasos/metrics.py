@@ -47,40 +47,50 @@ from typing import Iterable
 import numpy as np
 
 from .errors import TrainingError
+from .losses import get as get_loss
 
 IGNORE_INDEX = -100   # token labels left out of perplexity and token accuracy (Hugging Face's value)
 
 
 def output_kind(loss: object) -> str:
-    """What a loss's outputs are: ``"classes"`` (logits over classes, the last axis),
-    ``"binary"`` (independent logits, one per unit) or ``"values"`` (regression).
+    """What a loss's outputs are, from its ``task`` (:mod:`llmasos.losses`): ``"classes"`` (logits
+    over classes on the last axis; a sequence cross-entropy's tokens too), ``"binary"`` (one logit
+    per unit), ``"values"`` (regression) or ``"sequence"`` (CTC: label sequences, no per-token metric).
 
-    A loss object may say itself with an ``output_kind`` attribute; names are matched otherwise.
-
-    >>> output_kind("cross_entropy"), output_kind("binary_cross_entropy"), output_kind("mse")
+    >>> output_kind("cross_entropy"), output_kind("focal(multiclass=False)"), output_kind("huber")
     ('classes', 'binary', 'values')
     """
-    kind = getattr(loss, "output_kind", None)
-    if kind is not None:
-        return kind
-    name = str(getattr(loss, "name", loss)).lower()
-    if "binary" in name or name in ("bce", "sigmoid_focal"):
-        return "binary"
-    if "cross_entropy" in name or name in ("focal", "ctc"):
-        return "classes"
-    return "values"
+    resolved = get_loss(loss)
+    if resolved.task == "sequence":
+        return "classes" if resolved.name == "sequence_cross_entropy" else "sequence"
+    return resolved.task
 
 
 def is_classification(loss: object) -> bool:
-    return output_kind(loss) != "values"
+    return output_kind(loss) in ("classes", "binary")
+
+
+def batches_for(loss: object):
+    """``(outputs, target) -> Batch`` for ``loss``: the kind of its outputs, and a causal LM's shift
+    (position t's logits against label t+1) and ignore index, so metrics read what the loss reads."""
+    resolved, kind = get_loss(loss), output_kind(loss)
+    shift = bool(resolved.params.get("shift", False))
+    ignore = resolved.params.get("ignore_index", IGNORE_INDEX)
+
+    def make(outputs: np.ndarray, target: np.ndarray) -> Batch:
+        if shift:
+            outputs, target = outputs[:, :-1], np.asarray(target)[:, 1:]
+        return Batch(outputs, target, kind, ignore)
+    return make
 
 
 class Batch:
     """One step's outputs and labels, with what several metrics share computed once (arg-max,
     probabilities): ``accuracy`` and ``f1`` on the same batch take one arg-max."""
 
-    def __init__(self, outputs: np.ndarray, target: np.ndarray, kind: str = "classes") -> None:
-        self.outputs, self.target, self.kind = outputs, np.asarray(target), kind
+    def __init__(self, outputs: np.ndarray, target: np.ndarray, kind: str = "classes",
+                 ignore_index: int = IGNORE_INDEX) -> None:
+        self.outputs, self.target, self.kind, self.ignore_index = outputs, np.asarray(target), kind, ignore_index
         self._cache: dict[str, np.ndarray] = {}
 
     def _get(self, key: str, make) -> np.ndarray:
@@ -106,7 +116,7 @@ class Batch:
                 raise TrainingError(f"class outputs of shape {self.outputs.shape} need one label per row, got labels "
                                     f"of shape {self.target.shape}")
             if self.outputs.ndim > 2 and labels.size and labels.min() < 0:
-                keep = labels != IGNORE_INDEX
+                keep = labels != self.ignore_index
                 logits, labels = logits[keep], labels[keep]
             self._cache["tokens"] = (logits, labels)  # type: ignore[assignment]
         return self._cache["tokens"]  # type: ignore[return-value]
@@ -459,7 +469,7 @@ def get(spec: "str | Metric") -> Metric:
 
 def default_names(loss: object) -> list[str]:
     """The metrics reported when ``metrics=`` is not given: accuracy for classification."""
-    return ["accuracy"] if is_classification(loss) else []
+    return ["accuracy"] if get_loss(loss).task in ("classes", "binary") else []
 
 
 def make_metrics(specs: Iterable["str | Metric"] | None, loss: object) -> list[Metric]:
@@ -469,7 +479,8 @@ def make_metrics(specs: Iterable["str | Metric"] | None, loss: object) -> list[M
     names = [m.name for m in metrics]
     for metric in metrics:
         if kind not in metric.kinds:
-            what = {"classes": "class logits", "binary": "binary (sigmoid) outputs", "values": "regression values"}
+            what = {"classes": "class logits", "binary": "binary (sigmoid) outputs", "values": "regression values",
+                    "sequence": "label sequences (CTC)"}
             raise TrainingError(f"metric {metric.name!r} applies to {' or '.join(what[k] for k in metric.kinds)}; the "
                                 f"loss {getattr(loss, 'name', loss)!r} gives {what[kind]}")
         if metric.name == "loss" or names.count(metric.name) > 1:

@@ -18,9 +18,9 @@ import numpy as np
 from .callbacks import Callback, Run, overrides
 from .errors import DataError, TrainingError
 from .feeding import Feed
+from .losses import get as get_loss
 from .losses import resolve_loss  # noqa: F401  (its home is llmasos.losses; imported from here before)
-from .metrics import Batch as MetricBatch
-from .metrics import Metric, make_metrics, output_kind
+from .metrics import Metric, batches_for, make_metrics
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -101,15 +101,18 @@ def check_labels(dataset: "Dataset", loss: str, classes: int | None) -> None:
     if not dataset.has_labels:
         raise DataError("the dataset has no labels; set target= to the label column")
     low, high = dataset.labels_range()
-    if loss == "cross_entropy":
+    resolved = get_loss(loss)
+    what = {"cross_entropy": "cross-entropy", "binary_cross_entropy": "binary cross-entropy"}.get(
+        resolved.name, f"the {resolved.name} loss")
+    if resolved.task == "classes":
         if not np.issubdtype(dataset.label_dtype, np.integer):
-            raise DataError(f"cross-entropy needs integer class labels, got {dataset.label_dtype} labels "
+            raise DataError(f"{what} needs integer class labels, got {dataset.label_dtype} labels "
                             f"from {low} to {high}")
         if low < 0 or (classes is not None and high >= classes):
             bad = low if low < 0 else high
             raise DataError(f"label {bad} is outside the model's classes 0..{classes - 1} (output_dim={classes})")
-    elif loss == "binary_cross_entropy" and (low < 0 or high > 1):
-        raise DataError(f"binary cross-entropy needs labels in [0, 1], got values from {low} to {high}")
+    elif resolved.task == "binary" and (low < 0 or high > 1):
+        raise DataError(f"{what} needs labels in [0, 1], got values from {low} to {high}")
 
 
 def _step(step_fn, inputs, y, weights, *lr):
@@ -125,7 +128,7 @@ def _results(total_loss: float, seen: int, metrics: list[Metric]) -> dict:
 
 
 def run_epoch(trainer, feed: Feed, batch_size: int, *, shuffle: bool, seed: int | None, epoch: int, step: int,
-              lr_at: Callable[[int], float], progress, metrics: list[Metric], kind: str, prepare,
+              lr_at: Callable[[int], float], progress, metrics: list[Metric], make_batch, prepare,
               callbacks: list[Callback], owner: Any) -> tuple[dict, int, bool]:
     """One epoch of train steps; returns its logs, the next step and whether a callback stopped it."""
     begin = [c for c in callbacks if overrides(c, "on_train_batch_begin")]
@@ -142,7 +145,7 @@ def run_epoch(trainer, feed: Feed, batch_size: int, *, shuffle: bool, seed: int 
         seen += len(y)
         step += trainer.pending == 0     # an optimizer step was made (every accumulate-th micro-batch)
         if metrics:
-            batch = MetricBatch(outputs, y, kind)
+            batch = make_batch(outputs, y)
             for metric in metrics:
                 metric.update(batch)
         if end:
@@ -172,7 +175,7 @@ def evaluate(trainer, feed: "Feed | Dataset", batch_size: int, *, loss: str, cla
     callbacks = list(callbacks)
     for callback in callbacks:
         callback.on_test_begin(owner)
-    kind = output_kind(loss)
+    make_batch = batches_for(loss)
     for metric in metrics:
         metric.reset()
     total_loss, seen = 0.0, 0
@@ -181,7 +184,7 @@ def evaluate(trainer, feed: "Feed | Dataset", batch_size: int, *, loss: str, cla
         total_loss += batch_loss
         seen += len(y)
         if metrics:
-            batch = MetricBatch(outputs, y, kind)
+            batch = make_batch(outputs, y)
             for metric in metrics:
                 metric.update(batch)
     if seen == 0:
@@ -218,7 +221,6 @@ def fit(trainer, feed: Feed, *, owner: Any, prepare, classes: int | None, loss: 
     train_metrics = make_metrics(metrics, loss)
     val_metrics = make_metrics(metrics, loss) if validation is not None else []
     names = ["loss", *(m.name for m in train_metrics)]
-    kind = output_kind(loss)
     shuffle = feed.mode == "train"
     step = start_step
     run = Run(log_keys=["epoch", *names, *(f"val_{n}" for n in names if validation is not None), "lr", "seconds"],
@@ -238,7 +240,8 @@ def fit(trainer, feed: Feed, *, owner: Any, prepare, classes: int | None, loss: 
         try:
             logs, step, stop = run_epoch(trainer, feed, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, step=step,
                                          lr_at=lambda s: optimizer.lr_at(s, total_steps) * run.lr_scale,
-                                         progress=bar, metrics=train_metrics, kind=kind, prepare=prepare,
+                                         progress=bar, metrics=train_metrics, make_batch=batches_for(loss),
+                                         prepare=prepare,
                                          callbacks=callbacks, owner=owner)
             logs = {"epoch": epoch, **logs}
             if validation is not None:

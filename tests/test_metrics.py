@@ -147,3 +147,21 @@ def test_unknown_or_misapplied_metrics_are_clear_errors():
         make_metrics(["accuracy", "accuracy"], "cross_entropy")
     with pytest.raises(TrainingError, match="average='binary' needs two classes"):
         _stream(["f1_binary"], "cross_entropy", RNG.normal(size=(10, 3)), RNG.integers(0, 3, 10))
+
+
+def test_metrics_read_what_the_loss_reads():
+    from llmasos.metrics import batches_for, output_kind
+
+    assert [output_kind(x) for x in ("focal(multiclass=True)", "focal(multiclass=False)", "huber", "ctc",
+                                     "cross_entropy(label_smoothing=0.1)")] == \
+        ["classes", "binary", "values", "sequence", "classes"]
+    with pytest.raises(TrainingError, match=r"metric 'accuracy' applies to .*; the loss 'ctc' gives label sequences"):
+        make_metrics(["accuracy"], "ctc")
+    # a causal LM's loss predicts token t+1 from position t: perplexity reads the same pairs
+    logits = RNG.normal(size=(3, 5, 6)).astype(np.float32)
+    ids = RNG.integers(0, 6, (3, 5))
+    metric = make_metrics(["perplexity"], "sequence_cross_entropy(shift=True)")[0]
+    metric.update(batches_for("sequence_cross_entropy(shift=True)")(logits, ids))
+    shifted, targets = logits[:, :-1].reshape(-1, 6).astype(np.float64), ids[:, 1:].reshape(-1)
+    assert metric.result() == pytest.approx(math.exp(sk.log_loss(targets, _softmax(shifted), labels=range(6))),
+                                            rel=1e-9)
