@@ -1,22 +1,32 @@
 """Serving throughput and latency over HTTP against in-process ONNX Runtime on the same model.
 
     python benchmarks/bench_serve.py                       # digits MLP and ResNet-18
-    python benchmarks/bench_serve.py --models mlp --seconds 2
+    python benchmarks/bench_serve.py --models resnet18 --concurrency 1,8 --seconds 3 --repeats 7
 
 For each model and concurrency (1, 8, 32) it measures in-process ``InferenceSession.run`` from
 that many threads (the limit), then the Deployer over loopback HTTP without and with dynamic
 batching. Every request carries one sample (batch 1) in the binary tensor extension. The load
 generator is a separate process (asyncio, raw keep-alive HTTP/1.1), bounded by a request count and a time limit.
-Ratios are HTTP throughput over in-process throughput; both sides open the model with the
-server's session options (``llmasos.serve.version.session_options``: worker threads that do not
-spin), so the ratio is what HTTP costs, on a machine the load generator shares with the server.
+Both sides open the model with the server's session options (``llmasos.serve.version.session_options``:
+worker threads that do not spin), so the ratio is what HTTP costs, on a machine the load
+generator shares with the server.
+
+A shared machine's speed changes from one second to the next, so the measurements are repeated
+in rounds (``--repeats``): each round measures in-process ONNX Runtime and every HTTP setup, the
+in-process one first in even rounds and last in odd ones (the servers stay up between rounds),
+and a round's ratio is its HTTP throughput over the same round's in-process throughput. The
+table gives medians over the rounds and the ratios' spread
+(min-max); the load average is printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,14 +91,8 @@ def summary(latencies: list[float], seconds: float) -> dict[str, float]:
             "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
 
 
-def in_process(path: Path, x: np.ndarray, concurrency: int, requests: int, seconds: float) -> dict:
+def in_process(session, x: np.ndarray, concurrency: int, requests: int, seconds: float) -> dict:
     """``concurrency`` threads calling one session, batch 1 each, until either bound is reached."""
-    import onnxruntime as ort
-
-    from llmasos.serve.version import session_options
-
-    # the server's own session options, so the ratio measures HTTP and nothing else
-    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     feeds = {session.get_inputs()[0].name: x}
     for _ in range(5):
         session.run(None, feeds)
@@ -158,44 +162,64 @@ def over_http(url: str, x: np.ndarray, concurrency: int, requests: int, seconds:
     return json.loads(done.stdout)
 
 
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="mlp,resnet18")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=3.0, help="time limit per measurement")
     parser.add_argument("--requests", type=int, default=3000, help="request limit per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of measurements (medians and spread)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--batch-timeouts-ms", default="0,2",
                         help="batching waits to try: 0 merges only what queued during the previous run")
     args = parser.parse_args()
-    print(f"CPU: {describe()}", flush=True)
+    print(f"CPU: {describe()}; load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+
+    import onnxruntime as ort
 
     from llmasos.serve import Deployer
+    from llmasos.serve.version import session_options
 
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as servers:
         for model in args.models.split(","):
             build, shape = MODELS[model]
             path = build(Path(folder))
             x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+            # the server's own session options, so the ratio measures HTTP and nothing else
+            session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+            setups = [("HTTP", 0, 0.0)] + [(f"HTTP, batching {args.max_batch}, wait {wait:g} ms", args.max_batch, wait)
+                                           for wait in map(float, args.batch_timeouts_ms.split(","))]
+            urls = {label: servers.enter_context(Deployer(path, port=0, name=model, max_batch=max_batch,
+                                                          batch_timeout_ms=wait, poll_s=0)).url
+                    for label, max_batch, wait in setups}
             for concurrency in map(int, args.concurrency.split(",")):
                 bounds = (concurrency, args.requests, args.seconds)
-                limit = in_process(path, x, *bounds)
-                rows.append((model, concurrency, "in-process ORT", limit, 1.0))
-                setups = [("HTTP", 0, 0.0)] + [(f"HTTP, batching {args.max_batch}, wait {wait:g} ms",
-                                                args.max_batch, wait)
-                                               for wait in map(float, args.batch_timeouts_ms.split(","))]
-                for label, max_batch, wait in setups:
-                    with Deployer(path, port=0, name=model, max_batch=max_batch, batch_timeout_ms=wait,
-                                  poll_s=0) as deployer:
-                        served = over_http(f"{deployer.url}/v2/models/{model}/infer", x, *bounds)
-                    rows.append((model, concurrency, label, served, served["throughput"] / limit["throughput"]))
-                    print(f"{model} c={concurrency} {label}: {served['throughput']:.0f} req/s", file=sys.stderr)
-    print(f"| model | concurrency | path | requests | req/s | p50 ms | p99 ms | throughput vs in-process |")
-    print("|---|---|---|---|---|---|---|---|")
-    for model, concurrency, label, s, ratio in rows:
-        print(f"| {model} | {concurrency} | {label} | {s['requests']} | {s['throughput']:.0f} | {s['p50']:.2f} | "
-              f"{s['p99']:.2f} | {ratio:.2f} |")
+                found: dict[str, list[dict]] = {"in-process ORT": [], **{label: [] for label in urls}}
+                for round_ in range(args.repeats):
+                    # in-process first in even rounds, last in odd ones: neither side always follows the other
+                    order = ["in-process ORT", *urls] if round_ % 2 == 0 else [*urls, "in-process ORT"]
+                    results = {label: in_process(session, x, *bounds) if label not in urls
+                               else over_http(f"{urls[label]}/v2/models/{model}/infer", x, *bounds) for label in order}
+                    limit = results["in-process ORT"]["throughput"]
+                    for label, result in results.items():
+                        found[label].append({**result, "ratio": result["throughput"] / limit})
+                for label, runs in found.items():
+                    rows.append((model, concurrency, label, runs))
+                    print(f"{model} c={concurrency} {label}: ratio {_spread([r['ratio'] for r in runs])}", file=sys.stderr)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; medians of {args.repeats} rounds, "
+          "ratio: the round's HTTP throughput over its in-process throughput, median [min-max]")
+    print("| model | concurrency | path | req/s | p50 ms | p99 ms | throughput vs in-process |")
+    print("|---|---|---|---|---|---|---|")
+    for model, concurrency, label, runs in rows:
+        median = lambda key: statistics.median(r[key] for r in runs)
+        ratio = "1" if label.startswith("in-process") else _spread([r["ratio"] for r in runs])
+        print(f"| {model} | {concurrency} | {label} | {median('throughput'):.0f} | {median('p50'):.2f} | "
+              f"{median('p99'):.2f} | {ratio} |")
 
 
 if __name__ == "__main__":

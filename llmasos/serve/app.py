@@ -44,10 +44,13 @@ Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 
 # Work this small is done on the event loop when it has to be done there anyway (a request that
-# waits for a dynamic batch): a trip to a worker thread costs ~0.1-0.2 ms, as much as decoding
-# 16 KiB of JSON or encoding 1,024 values, so it would only add latency to the small requests
-# batching is for. Larger bodies (a 600 KB image) and answers go to a thread.
+# waits for a dynamic batch): a trip to a worker thread costs ~0.1-0.2 ms on an idle machine and
+# milliseconds on a busy one, as much as decoding 16 KiB of JSON or encoding 1,024 values, so it
+# would only add latency to the requests batching is for. Binary tensors are not parsed, only
+# viewed in place and checked for NaN (~0.1 ms for a 600 KB image), so up to 1 MiB of them
+# decodes here too; larger bodies, binary strings (BYTES, parsed one by one) and answers go to a thread.
 INLINE_BODY_BYTES = 16 * 1024
+INLINE_BINARY_BYTES = 1024 * 1024
 INLINE_OUTPUT_ELEMENTS = 1024
 
 
@@ -82,6 +85,13 @@ async def _body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _inline_decode(raw: bytes, header_length: str | None) -> bool:
+    """Whether decoding ``raw`` costs less than a trip to a worker thread (see INLINE_BODY_BYTES)."""
+    json_bytes = min(int(header_length), len(raw)) if header_length and header_length.isdigit() else len(raw)
+    return (json_bytes <= INLINE_BODY_BYTES and len(raw) - json_bytes <= INLINE_BINARY_BYTES
+            and (json_bytes == len(raw) or b'"BYTES"' not in raw[:json_bytes]))
 
 
 def _elements(arrays: Mapping[str, np.ndarray]) -> int:
@@ -183,7 +193,7 @@ class _Endpoints:
                 if model.batcher is None:  # one trip to a worker thread does it all
                     body, headers = await self._work(False, self._answer, model, raw, header_length)
                 else:
-                    parsed, feeds = await self._work(len(raw) <= INLINE_BODY_BYTES, self._decode, model, raw,
+                    parsed, feeds = await self._work(_inline_decode(raw, header_length), self._decode, model, raw,
                                                      header_length)
                     outputs = await model.batcher.submit(feeds)
                     body, headers = await self._work(_elements(outputs) <= INLINE_OUTPUT_ELEMENTS, encode_response,

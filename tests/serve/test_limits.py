@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto
 
 from llmasos.export.metadata import TEXT_INPUTS, TOKENIZER
-from llmasos.serve import Deployer
+from llmasos.serve import Deployer, app
 
 from .conftest import _save, affine, affine_model, infer_json, outputs_of, wait_for
 
@@ -77,15 +77,33 @@ def test_at_most_max_concurrent_requests_then_503(tmp_path):
                                    rtol=1e-6)
 
 
+def _binary(x: np.ndarray, datatype: str = "FP32") -> tuple[bytes, str]:
+    header = json.dumps({"inputs": [{"name": "x", "shape": list(x.shape), "datatype": datatype,
+                                     "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+    return header + x.tobytes(), str(len(header))
+
+
+def test_what_a_batching_server_decodes_on_its_event_loop():
+    # a trip to a worker thread costs more than viewing binary tensors in place: a 600 KB image stays
+    image, length = _binary(np.zeros((1, 3, 224, 224), np.float32))
+    assert app._inline_decode(image, length)
+    big, length_big = _binary(np.zeros((300, 1024), np.float32))  # 1.2 MB of binary tensors
+    strings = image[:int(length)].replace(b'"FP32"', b'"BYTES"') + image[int(length):]  # parsed one by one
+    large_json = json.dumps(infer_json("m", {"x": np.zeros((1000, 4), np.float32)})).encode()
+    assert not app._inline_decode(big, length_big) and not app._inline_decode(strings, length)
+    assert not app._inline_decode(large_json, None) and app._inline_decode(large_json[:16 * 1024], None)
+
+
 def test_large_requests_and_answers_with_dynamic_batching(tmp_path):
     """Bodies and answers over the inline sizes go through worker threads: same numbers."""
     path = affine_model(tmp_path / "m.onnx")
-    x = np.random.default_rng(0).standard_normal((3000, 4)).astype(np.float32)  # 48 KB binary, 12,000 outputs
-    header = json.dumps({"inputs": [{"name": "x", "shape": [3000, 4], "datatype": "FP32",
-                                     "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+    rng = np.random.default_rng(0)
+    small = rng.standard_normal((3000, 4)).astype(np.float32)  # 12,000 numbers of JSON in, 12,000 out
+    large = rng.standard_normal((70_000, 4)).astype(np.float32)  # 1.1 MB binary
+    body, length = _binary(large)
     with Deployer(path, port=0, max_batch=8) as deployer, httpx.Client(base_url=deployer.url) as client:
-        for content, headers in ((json.dumps(infer_json("m", {"x": x})).encode(), {}),
-                                 (header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header))})):
+        for x, content, headers in ((small, json.dumps(infer_json("m", {"x": small})).encode(), {}),
+                                    (large, body, {"Inference-Header-Content-Length": length})):
             np.testing.assert_allclose(outputs_of(client.post("/v2/models/m/infer", content=content,
                                                               headers=headers))["y"], affine(x), rtol=1e-5)
 
