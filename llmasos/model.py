@@ -545,7 +545,10 @@ class Model:
             framework = model_file.framework
         output_dim, name = metadata.pop("output_dim", None), metadata.pop("name", "model")
         # a family's model comes back as one (tokenizer, generate, ...); only that family is imported
-        family = families.get(metadata["family"]) if metadata.get("family") else cls
+        family_name = metadata.get("family")
+        if not family_name and metadata.get("zoo") in families.known():
+            family_name = metadata["zoo"]  # files written before "family" existed name it only as "zoo"
+        family = families.get(family_name) if family_name else cls
         model = family.from_saved(model_file.spec, framework=framework, name=name, output_dim=output_dim,
                                   metadata=metadata)
         model.metadata = metadata

@@ -90,6 +90,20 @@ def test_a_text_family_file_loads_as_its_family(tmp_path):
     assert lines[1] == "['bert']"           # the other families' modules stay unimported
 
 
+def test_a_text_family_file_written_before_family_metadata_loads_as_its_family(tmp_path):
+    """Files saved before the "family" key named their family only as "zoo": still that family."""
+    from llmasos import zoo
+    from llmasos.zoo.bert import Bert
+
+    bert = zoo.load("bert", framework="torch", seed=0, config={
+        "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+        "vocab_size": 30, "max_position_embeddings": 16})
+    del bert.metadata["family"]
+    bert.save(tmp_path / "old.h5")
+    loaded = Model.load(tmp_path / "old.h5")
+    assert type(loaded) is Bert and loaded.config.hidden_size == 8
+
+
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory) -> Path:
     """The demo plugin installed by pip (wheel built by setuptools) into a folder of its own."""
