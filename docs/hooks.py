@@ -72,7 +72,8 @@ def api_entries(module_name: str) -> str:
                          f"## `{module_name}.{name}`\n\n::: {value.__name__}\n")
             continue
         target = f"{value.__module__}.{value.__qualname__}"
-        parts.append(f"## `{module_name}.{name}`\n\n::: {target}\n    options:\n      show_root_heading: false\n")
+        parts.append(f"## `{module_name}.{name}`\n\n::: {target}\n    options:\n      show_root_heading: false\n"
+                     f"      heading_level: 3\n")
     return "\n".join(parts)
 
 
