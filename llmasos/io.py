@@ -36,7 +36,7 @@ import numpy as np
 
 from .adapters.base import check_weights
 from .atomic import staged
-from .errors import ModelFileError, SpecError
+from .errors import ModelFileError, SpecError, UnknownLayerError
 from .spec import ModelSpec
 
 FORMAT = "llmasos"
@@ -204,6 +204,8 @@ def read(path: str | os.PathLike, *, allow_nonfinite: bool = False,
             )
         except ModelFileError as err:
             raise ModelFileError(f"{path!r}: {err}") from None
+        except UnknownLayerError as err:  # a sound file; this process lacks a custom layer's code
+            raise ModelFileError(f"{path!r} uses a layer this process does not know: {err}") from None
         except SpecError as err:
             raise ModelFileError(f"{path!r} holds an invalid model spec or weights that do not fit it: {err}") from None
         except (KeyError, OSError, ValueError, json.JSONDecodeError) as err:

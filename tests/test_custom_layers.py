@@ -285,7 +285,8 @@ def test_h5_round_trip_across_frameworks_keeps_the_layer_by_name(source, target,
 def test_loading_without_the_registration_names_the_layer(tmp_path):
     _glu_model("torch").save(tmp_path / "glu.h5")
     layers.unregister("GLU")
-    with pytest.raises(ModelFileError, match=r"layer 'glu' is a 'GLU', which is neither built in nor registered: "
+    with pytest.raises(ModelFileError, match=r"uses a layer this process does not know: layer 'glu' is a 'GLU', "
+                                             r"which is neither built in nor registered: "
                                              r"import the module that registers it \(@llmasos.layers.register"):
         Model.load(tmp_path / "glu.h5")
     layers.register("GLU")(GLU)

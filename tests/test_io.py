@@ -233,7 +233,7 @@ def _with_layer(**changes) -> str:
 
 @pytest.mark.parametrize("spec_text, message", [
     ("{not json", "invalid model spec.*not valid JSON"),
-    (_with_layer(kind="Teleport"), "invalid model spec.*Teleport"),
+    (_with_layer(kind="Teleport"), "uses a layer this process does not know: layer 'hidden.1' is a 'Teleport'"),
     (_with_layer(config={"units": -4, "activation": "relu"}), "invalid model spec.*units"),
     (json.dumps({**_spec_dict(), "inputs": [{"name": "input", "shape": [-3]}]}), "invalid model spec.*positive ints"),
     (json.dumps({"layers": []}), "invalid model spec.*inputs, layers and outputs"),
