@@ -6,7 +6,7 @@ code keeps working.
 
 >>> from llmasos import Model
 >>> try:
-...     Model(input_dim=4, input_shape=(4,))
+...     Model(input_dim=4, input_shape=(4,), framework="torch")   # no framework is loaded to say so
 ... except SpecError as error:
 ...     print(error)
 give exactly one of input_dim (features), input_shape (e.g. (1, 28, 28)) or inputs (a dict of named input shapes)
