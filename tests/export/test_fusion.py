@@ -47,7 +47,9 @@ def test_a_bert_export_fuses_into_one_attention_op_per_block(tmp_path, bert_onnx
     ops = export.info(target)["ops"]
     assert report.method == "onnxruntime transformer fusions"
     assert ops.get("com.microsoft.Attention") == BERT["num_hidden_layers"]
-    assert ops.get("com.microsoft.SkipLayerNormalization", 0) >= 2 * BERT["num_hidden_layers"]
+    # on CPU residual Adds stay apart from their LayerNormalization: ONNX Runtime's CPU SkipLayerNormalization is slower
+    assert "com.microsoft.SkipLayerNormalization" not in ops
+    assert ops.get("LayerNormalization") == 2 * BERT["num_hidden_layers"] + 1
     assert "Softmax" not in ops and "Erf" not in ops  # attention and GELU are all fused
     feed = _padded(np.random.default_rng(0))
     np.testing.assert_allclose(_run(target, feed), _run(bert_onnx, feed), atol=1e-5)
