@@ -23,7 +23,7 @@ CLI_MARK = "<!-- cli-help -->"
 FILE_MARK = re.compile(r"<!-- file: ([\w.-]+) -->")
 API_MARK = re.compile(r"<!-- api: ([\w.]+) -->")
 PAGES = {"llmasos.export": "export.md", "llmasos.zoo": "zoo.md", "llmasos.serve": "serve.md",
-         "llmasos.errors": "errors.md"}
+         "llmasos.errors": "errors.md", "llmasos.layers": "layers.md", "llmasos.ops": "ops.md"}
 
 
 def readme_section(heading: str) -> str:
