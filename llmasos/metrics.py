@@ -110,6 +110,9 @@ class Batch:
 
     def _tokens(self) -> tuple[np.ndarray, np.ndarray]:
         if "tokens" not in self._cache:
+            if self.outputs.ndim == 2 and self.target.ndim == 1:     # the common case: rows of logits, one label each
+                self._cache["tokens"] = (self.outputs, self.target)  # type: ignore[assignment]
+                return self._cache["tokens"]  # type: ignore[return-value]
             logits = self.outputs.reshape(-1, self.outputs.shape[-1])
             labels = self.target.reshape(-1)
             if logits.shape[0] != labels.shape[0]:
@@ -134,6 +137,14 @@ class Batch:
         if self.kind == "binary":
             return self._get("truth", lambda: (self.target.reshape(self.outputs.shape) > 0.5).astype(np.int64))
         return self.labels
+
+    def confusion(self) -> np.ndarray:
+        """Counts of (label, prediction) pairs, flat: ``[label * classes + predicted]`` (single-label)."""
+        def make():
+            classes = 2 if self.kind == "binary" else self.outputs.shape[-1]
+            pairs = self.truth.reshape(-1) * classes + self.predicted.reshape(-1)
+            return np.bincount(pairs, minlength=classes * classes)
+        return self._get("confusion", make)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -230,43 +241,43 @@ class _Counts(Metric):
         self.reset()
 
     def reset(self):
-        self.tp = self.fp = self.fn = None
-        self.labelled = None     # classes seen in the labels or the predictions (macro's classes)
+        self.counts = None       # single-label: the flat confusion matrix; multilabel: (tp, fp, fn) per unit
         self.multilabel = False
 
     def update(self, batch):
-        predicted, truth = batch.predicted, batch.truth
-        if batch.kind == "binary" and predicted.ndim > 1 and predicted.reshape(len(predicted), -1).shape[1] > 1:
+        predicted = batch.predicted
+        if batch.kind == "binary" and predicted.reshape(len(predicted), -1).shape[1] > 1:
             self.multilabel = True   # one binary problem per unit: counts per unit
-            predicted, truth = predicted.reshape(len(predicted), -1), truth.reshape(len(truth), -1)
-            tp = (predicted & truth).sum(axis=0)
-            fp = (predicted & (1 - truth)).sum(axis=0)
-            fn = ((1 - predicted) & truth).sum(axis=0)
-            present = np.ones(predicted.shape[1], dtype=bool)
+            predicted, truth = predicted.reshape(len(predicted), -1), batch.truth.reshape(len(predicted), -1)
+            counts = np.stack([(predicted & truth).sum(axis=0), (predicted & (1 - truth)).sum(axis=0),
+                               ((1 - predicted) & truth).sum(axis=0)])
         else:
-            predicted, truth = predicted.reshape(-1), truth.reshape(-1)
-            classes = 2 if batch.kind == "binary" else batch.outputs.shape[-1]
-            confusion = np.bincount(truth * classes + predicted, minlength=classes * classes).reshape(classes, classes)
-            tp = np.diagonal(confusion).copy()
-            fp = confusion.sum(axis=0) - tp
-            fn = confusion.sum(axis=1) - tp
-            present = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
-        if self.tp is None:
-            self.tp, self.fp, self.fn, self.labelled = tp, fp, fn, present
-        else:
-            self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + fn
-            self.labelled = self.labelled | present
+            counts = batch.confusion()   # one bincount per batch, shared by every counting metric
+        # the first batch's counts are copied: the batch's cached array is shared with other metrics
+        self.counts = counts.copy() if self.counts is None else np.add(self.counts, counts, out=self.counts)
+
+    def _tallies(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-class true positives, false positives, false negatives, and whether the class occurs."""
+        if self.multilabel:
+            tp, fp, fn = self.counts
+            return tp, fp, fn, np.ones(len(tp), dtype=bool)
+        classes = math.isqrt(len(self.counts))
+        confusion = self.counts.reshape(classes, classes)
+        tp = np.diagonal(confusion)
+        predicted, labelled = confusion.sum(axis=0), confusion.sum(axis=1)
+        return tp, predicted - tp, labelled - tp, (predicted + labelled) > 0
 
     def _average(self) -> str:
         if self.average is not None:
             return self.average
-        return "binary" if len(self.tp) == 2 and not self.multilabel else "macro"
+        return "binary" if len(self.counts) == 4 and not self.multilabel else "macro"
 
     def result(self):
-        if self.tp is None:
+        if self.counts is None:
             return math.nan
         average = self._average()
-        tp, fp, fn = (a.astype(np.float64) for a in (self.tp, self.fp, self.fn))
+        tp, fp, fn, present = self._tallies()
+        tp, fp, fn = (a.astype(np.float64) for a in (tp, fp, fn))
         if average == "binary":
             if self.multilabel or len(tp) != 2:
                 raise TrainingError(f"{self.name}: average='binary' needs two classes (one sigmoid output or two "
@@ -275,8 +286,7 @@ class _Counts(Metric):
         elif average == "micro":
             tp, fp, fn = tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True)
         else:
-            keep = self.labelled
-            tp, fp, fn = tp[keep], fp[keep], fn[keep]
+            tp, fp, fn = tp[present], fp[present], fn[present]
         return float(np.mean(self._formula(tp, fp, fn))) if len(tp) else math.nan
 
     @staticmethod

@@ -64,13 +64,13 @@ class History:
         return cls(json.loads(text))
 
     def plot(self, path: str) -> str:
-        """Save loss and accuracy curves (train and validation) as an image; returns the path."""
+        """Save the curves of the loss and every metric (train and validation) as an image; returns the path."""
         import matplotlib
 
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
 
-        metrics = [m for m in ("loss", "accuracy") if m in self.history]
+        metrics = [k for k in self.history if not k.startswith("val_") and k not in ("lr", "seconds")]
         fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
         epochs = self["epoch"]
         for ax, metric in zip(axes[0], metrics):

@@ -207,3 +207,10 @@ def test_auto_mode_maximises_scores_and_minimises_losses():
         stopper.set_run(Run(log_keys=["epoch", monitor.removeprefix("val_"), monitor]))
         stopper.on_train_begin(None)
         assert stopper.sign == (-1.0 if upwards else 1.0), monitor
+
+
+def test_progress_bar_shows_the_metrics(iris, capsys):
+    x, y = iris
+    _mlp().train(x, y, epochs=1, validation_split=0.2, metrics=["f1", "auc"], progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "f1=" in err and "val_auc=" in err
