@@ -24,8 +24,9 @@ class SpecError(LlmasosError, ValueError):
 
 
 class UnknownLayerError(SpecError):
-    """A layer name is neither built in nor registered: a typo, or a custom layer whose module was
-    not imported (``@llmasos.layers.register``) before the model was built or loaded."""
+    """A layer name is neither built in nor registered: a typo, a custom layer whose module was
+    not imported (``@llmasos.layers.register``) before the model was built or loaded, or a layer
+    whose plugin package fails to import (the message names its entry point and distribution)."""
 
 
 class FrameworkError(LlmasosError, ValueError):

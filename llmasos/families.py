@@ -31,11 +31,9 @@ llmasos.errors.FamilyError: no model family named 'nope'; known: bert, gpt2, mar
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from importlib.metadata import entry_points
 from typing import Any
 
+from . import plugins
 from .errors import FamilyError
 
 GROUP = "llmasos.families"
@@ -88,27 +86,19 @@ def _read_plugins() -> None:
     if _plugins_read:
         return
     _plugins_read = True
-    for point in entry_points(group=GROUP):
-        origin = f"entry point {point.name} = {point.value!r} of {_distribution(point)}"
-        if point.name in _FAMILIES:
-            # A plugin cannot take over a family already known (a built-in or an earlier plugin).
-            warnings.warn(f"model family {point.name!r} from {origin} is ignored: "
-                          f"the name is taken by {_ORIGIN.get(point.name, _path(_FAMILIES[point.name]))}", stacklevel=3)
-            continue
-        _FAMILIES[point.name] = point.value
-        _ORIGIN[point.name] = origin
+
+    def taken(name: str) -> str | None:  # a plugin cannot take over a family already known
+        return _ORIGIN.get(name, _path(_FAMILIES[name])) if name in _FAMILIES else None
+
+    for entry in plugins.declared(GROUP, taken, "model family"):
+        _FAMILIES[entry.name] = entry.value
+        _ORIGIN[entry.name] = entry.origin
 
 
 def _import(name: str, path: str) -> type:
-    module, _, attribute = path.partition(":")
     where = _ORIGIN.get(name, path)
-    try:
-        value = importlib.import_module(module)
-        for part in attribute.split(".") if attribute else ():
-            value = getattr(value, part)
-    except Exception as err:  # a plugin's import may fail in any way; say which plugin it was
-        raise FamilyError(f"model family {name!r} ({where}) failed to load: {type(err).__name__}: {err}") from err
-    if not attribute or not isinstance(value, type) or not hasattr(value, "from_saved"):
+    value = plugins.resolve(path, f"model family {name!r} ({where})", FamilyError)
+    if ":" not in path or not isinstance(value, type) or not hasattr(value, "from_saved"):
         raise FamilyError(f"model family {name!r} ({where}) must name a Model subclass as 'module:Class', "
                           f"got {value!r}")
     return value
@@ -116,8 +106,3 @@ def _import(name: str, path: str) -> type:
 
 def _path(family: Any) -> str:
     return family if isinstance(family, str) else f"{family.__module__}:{family.__qualname__}"
-
-
-def _distribution(point: Any) -> str:
-    dist = getattr(point, "dist", None)
-    return f"the distribution {dist.name!r}" if dist is not None else "an unnamed distribution"

@@ -395,7 +395,8 @@ def _known_kind(kind: str, layer: str) -> None:
     except UnknownLayerError:
         raise UnknownLayerError(
             f"layer {layer!r} is a {kind!r}, which is neither built in nor registered: import the module that "
-            f"registers it (@llmasos.layers.register({kind!r})) before loading; known layers: "
+            f"registers it (@llmasos.layers.register({kind!r})) before loading, or install the plugin package "
+            f"that declares it (entry point group 'llmasos.layers'); known layers: "
             f"{', '.join(catalog.known_kinds())}") from None
 
 

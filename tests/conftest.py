@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +34,27 @@ def digits():
     x, y = x[order], y[order]
     cut = int(0.8 * len(x))
     return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+@pytest.fixture(scope="session")
+def demo_plugin(tmp_path_factory) -> Path:
+    """The folder the demo plugin package (tests/plugins/llmasos_demo_plugin) is installed into by
+    pip (a wheel built by setuptools); put it on a fresh interpreter's path with :func:`run_python`."""
+    root = tmp_path_factory.mktemp("plugin")
+    source = shutil.copytree(Path(__file__).parent / "plugins" / "llmasos_demo_plugin", root / "source")
+    target = root / "site"   # the build writes beside its sources, hence the copy
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(source)], check=True, timeout=300)
+    return target
+
+
+def run_python(code: str, path: Path | None = None) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (nothing imported yet), with ``path`` on its sys.path."""
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300, env=env)
 
 
 class ModelsByFramework(dict):

@@ -3,31 +3,15 @@ takes families from plugin packages through the ``llmasos.families`` entry point
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from llmasos import Model, families
 from llmasos.errors import FamilyError
 
-PLUGIN = Path(__file__).parent / "plugins" / "llmasos_demo_plugin"
+from .conftest import run_python
 
 pytestmark = pytest.mark.torch
-
-
-def run(code: str, path: Path | None = None) -> subprocess.CompletedProcess:
-    """``code`` in a fresh interpreter (nothing imported yet), with ``path`` on its sys.path."""
-    env = dict(os.environ)
-    if path is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300, env=env)
 
 
 def small(**metadata) -> Model:
@@ -57,7 +41,7 @@ def test_plain_and_image_zoo_files_load_without_the_zoo(tmp_path):
 
     small().save(tmp_path / "plain.h5")
     zoo.load("resnet_tiny", framework="torch", seed=0).save(tmp_path / "resnet.h5")
-    result = run(f"""
+    result = run_python(f"""
         import sys
         from llmasos import Model
         for name in ("plain", "resnet"):
@@ -76,7 +60,7 @@ def test_a_text_family_file_loads_as_its_family(tmp_path):
         "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
         "vocab_size": 30, "max_position_embeddings": 16})
     bert.save(tmp_path / "bert.h5")
-    result = run(f"""
+    result = run_python(f"""
         import sys
         from llmasos import Model
         model = Model.load({str(tmp_path)!r} + "/bert.h5")
@@ -104,27 +88,16 @@ def test_a_text_family_file_written_before_family_metadata_loads_as_its_family(t
     assert type(loaded) is Bert and loaded.config.hidden_size == 8
 
 
-@pytest.fixture(scope="module")
-def plugin_path(tmp_path_factory) -> Path:
-    """The demo plugin installed by pip (wheel built by setuptools) into a folder of its own."""
-    root = tmp_path_factory.mktemp("plugin")
-    source = shutil.copytree(PLUGIN, root / "source")     # the build writes beside its sources
-    target = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(source)], check=True, timeout=300)
-    return target
-
-
-def test_a_plugin_family_loads_through_its_entry_point(tmp_path, plugin_path):
+def test_a_plugin_family_loads_through_its_entry_point(tmp_path, demo_plugin):
     weights = small(family="demo", greeting="hi from the plugin").save(tmp_path / "demo.h5")
-    result = run(f"""
+    result = run_python(f"""
         import numpy as np
         from llmasos import Model, families
         model = Model.load({weights!r})
         print(type(model).__module__, type(model).__name__, model.greeting)
         print(families.known())
         np.save({str(tmp_path)!r} + "/out.npy", model.predict(np.eye(4, dtype=np.float32)))
-    """, plugin_path)
+    """, demo_plugin)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "llmasos_demo_plugin.family Demo hi from the plugin"
@@ -133,8 +106,8 @@ def test_a_plugin_family_loads_through_its_entry_point(tmp_path, plugin_path):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), small().predict(np.eye(4, dtype=np.float32)))
 
 
-def test_a_broken_plugin_is_reported_by_name_and_breaks_nothing_else(plugin_path):
-    result = run("""
+def test_a_broken_plugin_is_reported_by_name_and_breaks_nothing_else(demo_plugin):
+    result = run_python("""
         import llmasos
         from llmasos import families
         from llmasos.errors import FamilyError
@@ -143,7 +116,7 @@ def test_a_broken_plugin_is_reported_by_name_and_breaks_nothing_else(plugin_path
         except FamilyError as err:
             print(err)
         assert families.get("demo").__name__ == "Demo" and families.get("bert").__name__ == "Bert"
-    """, plugin_path)
+    """, demo_plugin)
     assert result.returncode == 0, result.stderr
     message = result.stdout.strip()
     assert "'broken'" in message and "'llmasos-demo-plugin'" in message, message

@@ -12,7 +12,7 @@ are in :mod:`.builtin`; a user's :class:`~llmasos.layers.Layer` becomes a kind t
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..errors import SpecError, UnknownLayerError
 
@@ -83,6 +83,9 @@ class LayerKind:
 
 _KINDS: dict[str, type[LayerKind]] = {}
 _BUILTIN: set[str] = set()
+# Asked for a name the catalog lacks before it gives up: the plugin layers (set by the package's
+# __init__, so the catalog need not import what registers them).
+find_missing: Callable[[str], type[LayerKind] | None] = lambda name: None
 
 
 def add_kind(kind: type[LayerKind], *, builtin: bool = False, override: bool = False) -> type[LayerKind]:
@@ -110,13 +113,19 @@ def remove_kind(name: str) -> None:
 
 
 def get_kind(name: str) -> type[LayerKind]:
-    """Look a layer kind up by name, case-insensitively."""
-    kind = _KINDS.get(str(name).lower())
+    """Look a layer kind up by name, case-insensitively: registered, else from an installed plugin."""
+    kind = registered_kind(name) or find_missing(str(name))
     if kind is None:
         raise UnknownLayerError(
             f"unknown layer {name!r}; known layers: {', '.join(known_kinds())}. A custom layer must be registered "
-            f"first: import the module that defines it with @llmasos.layers.register({str(name)!r})")
+            f"first: import the module that defines it with @llmasos.layers.register({str(name)!r}), or install "
+            f"the plugin package that declares it (entry point group 'llmasos.layers')")
     return kind
+
+
+def registered_kind(name: str) -> type[LayerKind] | None:
+    """The kind registered as ``name`` (case-insensitive) in this process, or None; no plugin is read."""
+    return _KINDS.get(str(name).lower())
 
 
 def known_kinds() -> list[str]:

@@ -1,1 +1,2 @@
-"""A tiny llmasos plugin: the model family ``demo`` (and ``broken``, which cannot import)."""
+"""A tiny llmasos plugin: the model family ``demo`` and the layer ``DemoHighway`` (and ``broken``
+and ``BrokenLayer``, which cannot import)."""
