@@ -91,7 +91,8 @@ def _train(args: argparse.Namespace) -> int:
     workers = bool(nproc and nproc > 1)
     printer = [_EpochPrinter(epochs)] if distributed.is_main() and not workers else []
     history = model.train(train, optimizer, epochs=epochs, batch_size=settings.batch_size, validation=test,
-                          seed=settings.seed, loss=settings.loss, callbacks=[*config.callbacks(), *printer], nproc=nproc)
+                          seed=settings.seed, loss=settings.loss, metrics=settings.metrics,
+                          callbacks=[*config.callbacks(), *printer], nproc=nproc)
     for logs in history.epochs if workers else ():
         _EpochPrinter(epochs).on_epoch_end(model, logs)
     say(f"trained in {time.perf_counter() - started:.1f} s")

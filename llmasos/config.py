@@ -138,6 +138,7 @@ class TrainingConfig(_Section):
     batch_size: PositiveInt = 32
     seed: NaturalInt | None = 0
     loss: str | None = None
+    metrics: list[str] | None = None      # llmasos.metrics names, e.g. [accuracy, f1, auc]
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint_every: PositiveInt | None = None
     checkpoint: str | None = None
@@ -156,6 +157,15 @@ class TrainingConfig(_Section):
 
         if value is not None:
             resolve_loss("linear", value)   # raises TrainingError (a ValueError) naming the known losses
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
+        from .metrics import get
+
+        for name in value or ():
+            get(name)                       # raises TrainingError (a ValueError) naming the known metrics
         return value
 
 
