@@ -7,8 +7,13 @@ Four files of one random BERT-base (``transformers.BertModel``, seed 0, saved as
 folder): ``export.to_onnx`` of ``zoo.load("bert", pretrained=folder)``; that file through
 ``export.optimize`` (ONNX Runtime's transformer fusions); Optimum's ``feature-extraction`` export;
 and Optimum's O2 optimisation of it (the same fusions). Each runs in a default ONNX Runtime CPU
-session; the table gives the median ms per batch and the spread (min-max) of round-robin repeats,
-the ratio to Optimum's export, and the max abs difference from transformers' own output.
+session; the files take turns (round-robin, the order reversed every other round); the table gives
+the median ms per batch with its spread (min-max), the median of the per-round ratios to Optimum's
+export with theirs, and the max abs difference from transformers' own output.
+
+``--cpu-time`` runs each session on one thread and times the CPU each run takes
+(``time.thread_time``), which other processes on a shared machine do not inflate as they do
+wall-clock time: the graphs' cost, compared.
 
 Optimum is optional: where ``optimum.exporters.onnx`` does not import (optimum-onnx 0.1 wants
 transformers < 4.58), ``--optimum-python`` names an interpreter that has it (a venv with
@@ -94,8 +99,9 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--optimum-python", help="an interpreter with optimum-onnx installed")
+    parser.add_argument("--cpu-time", action="store_true", help="one thread per session, CPU time per run")
     args = parser.parse_args()
-    print(f"CPU: {describe()}", flush=True)
+    print(f"CPU: {describe()}; load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
 
     import onnxruntime as ort
     import torch
@@ -106,12 +112,17 @@ def main() -> None:
         reference = transformers.BertModel(transformers.BertConfig(**BERT_BASE)).eval()
         reference.save_pretrained(os.path.join(folder, "hf"))
         files = {**llmasos_files(folder), **optimum_files(folder, args.optimum_python)}
-        sessions = {label: ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        if args.cpu_time:
+            options.intra_op_num_threads = 1
+        clock = time.thread_time if args.cpu_time else time.perf_counter
+        sessions = {label: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
                     for label, path in files.items()}
         inputs = feeds([int(b) for b in args.batches.split(",")], args.length)
-        print(f"\nBERT-base (random weights), sequence {args.length}, ONNX Runtime {ort.__version__} CPU: ms per "
-              f"batch, median [min-max] of {args.repeats} round-robin repeats")
-        print(f"{'file':58s} {'batch':>5s} {'median':>9s} {'spread':>17s} {'vs Optimum':>10s} {'max |diff|':>11s}")
+        what = "CPU ms per batch, one thread" if args.cpu_time else "ms per batch"
+        print(f"\nBERT-base (random weights), sequence {args.length}, ONNX Runtime {ort.__version__} CPU: {what}, "
+              f"median [min-max] of {args.repeats} round-robin repeats")
+        print(f"{'file':58s} {'batch':>5s} {'median':>9s} {'spread':>17s} {'vs Optimum':>22s} {'max |diff|':>11s}")
         for batch, feed in inputs.items():
             with torch.inference_mode():
                 want = reference(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state.numpy()
@@ -120,18 +131,21 @@ def main() -> None:
                 names = {i.name for i in sess.get_inputs()}
                 got = sess.run(None, {k: v for k, v in feed.items() if k in names})[0]
                 diffs[label] = float(np.abs(got - want).max())
-            for _ in range(args.repeats):
-                for label, sess in sessions.items():
+            for round_ in range(args.repeats):
+                for label in list(sessions)[::1 if round_ % 2 == 0 else -1]:
+                    sess = sessions[label]
                     names = {i.name for i in sess.get_inputs()}
-                    started = time.perf_counter()
+                    started = clock()
                     sess.run(None, {k: v for k, v in feed.items() if k in names})
-                    times[label].append((time.perf_counter() - started) * 1e3)
-            base = statistics.median(times["Optimum export"]) if "Optimum export" in times else None
+                    times[label].append((clock() - started) * 1e3)
+            base = times.get("Optimum export")
             for label, found in times.items():
                 median = statistics.median(found)
-                ratio = f"{median / base:.2f}" if base else "-"
-                print(f"{label:58s} {batch:5d} {median:9.1f} {min(found):8.1f}-{max(found):<8.1f} {ratio:>10s} "
+                ratios = [t / b for t, b in zip(found, base)] if base else None
+                ratio = (f"{statistics.median(ratios):.3f} [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else "-")
+                print(f"{label:58s} {batch:5d} {median:9.1f} {min(found):8.1f}-{max(found):<8.1f} {ratio:>22s} "
                       f"{diffs[label]:11.2e}")
+        print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ in rounds (``--repeats``): each round measures in-process ONNX Runtime and every
 in-process one first in even rounds and last in odd ones (the servers stay up between rounds),
 and a round's ratio is its HTTP throughput over the same round's in-process throughput. The
 table gives medians over the rounds and the ratios' spread
-(min-max); the load average is printed before and after.
+(min-max); the load average is printed before and after. Beside throughput it gives CPU per
+request (the whole process's for in-process ORT; the server process's, warm-up requests counted,
+plus the load generator's for HTTP): on a shared machine the scheduler hands a process CPU by its
+number of runnable threads, so 8 threads calling ONNX Runtime at once out-draw one batch at a time
+under load, while CPU per request is what the work costs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -85,10 +90,16 @@ def binary_request(name: str, x: np.ndarray) -> tuple[bytes, int]:
     return header + x.tobytes(), len(header)
 
 
-def summary(latencies: list[float], seconds: float) -> dict[str, float]:
+def summary(latencies: list[float], seconds: float, cpu_s: float) -> dict[str, float]:
     ms = np.array(latencies) * 1000
-    return {"requests": len(ms), "throughput": len(ms) / seconds,
+    return {"requests": len(ms), "throughput": len(ms) / seconds, "cpu_ms": cpu_s * 1000 / len(ms),
             "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+
+
+def _cpu_s() -> float:
+    """CPU seconds this process has used, all its threads (the servers' included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def in_process(session, x: np.ndarray, concurrency: int, requests: int, seconds: float) -> dict:
@@ -105,13 +116,13 @@ def in_process(session, x: np.ndarray, concurrency: int, requests: int, seconds:
             session.run(None, feeds)
             latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_s()
     threads = [threading.Thread(target=work) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return summary(latencies, time.perf_counter() - started)
+    return summary(latencies, time.perf_counter() - started, _cpu_s() - cpu)
 
 
 async def _http_worker(host: str, port: int, request: bytes, latencies: list[float], requests: int,
@@ -144,10 +155,12 @@ async def _load(url: str, body: bytes, header_length: int, concurrency: int, req
     await asyncio.gather(*(_http_worker(host, int(port), request, warm, concurrency, time.perf_counter() + seconds)
                            for _ in range(concurrency)))
     latencies: list[float] = []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(_http_worker(host, int(port), request, latencies, requests, started + seconds)
                            for _ in range(concurrency)))
-    return summary(latencies, time.perf_counter() - started)
+    # the client's CPU per request; "sent" lets the server's side count the warm-up requests too
+    return {**summary(latencies, time.perf_counter() - started, time.process_time() - cpu),
+            "sent": len(warm) + len(latencies)}
 
 
 def over_http(url: str, x: np.ndarray, concurrency: int, requests: int, seconds: float) -> dict:
@@ -156,10 +169,14 @@ def over_http(url: str, x: np.ndarray, concurrency: int, requests: int, seconds:
     with tempfile.NamedTemporaryFile(suffix=".bin") as file:
         file.write(body)
         file.flush()
+        cpu = _cpu_s()
         done = subprocess.run([sys.executable, __file__, "--loadgen", url, file.name, str(header_length),
                                str(concurrency), str(requests), str(seconds)],
                               capture_output=True, text=True, timeout=seconds + 120, check=True)
-    return json.loads(done.stdout)
+        server_cpu_s = _cpu_s() - cpu
+    result = json.loads(done.stdout)
+    # CPU per request: the server's (this process) and the load generator's together
+    return {**result, "cpu_ms": result["cpu_ms"] + server_cpu_s * 1000 / result["sent"]}
 
 
 def _spread(values: list[float]) -> str:
@@ -205,21 +222,27 @@ def main() -> None:
                     order = ["in-process ORT", *urls] if round_ % 2 == 0 else [*urls, "in-process ORT"]
                     results = {label: in_process(session, x, *bounds) if label not in urls
                                else over_http(f"{urls[label]}/v2/models/{model}/infer", x, *bounds) for label in order}
-                    limit = results["in-process ORT"]["throughput"]
+                    limit = results["in-process ORT"]
                     for label, result in results.items():
-                        found[label].append({**result, "ratio": result["throughput"] / limit})
+                        found[label].append({**result, "ratio": result["throughput"] / limit["throughput"],
+                                             "efficiency": limit["cpu_ms"] / result["cpu_ms"]})
                 for label, runs in found.items():
                     rows.append((model, concurrency, label, runs))
-                    print(f"{model} c={concurrency} {label}: ratio {_spread([r['ratio'] for r in runs])}", file=sys.stderr)
-    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; medians of {args.repeats} rounds, "
-          "ratio: the round's HTTP throughput over its in-process throughput, median [min-max]")
-    print("| model | concurrency | path | req/s | p50 ms | p99 ms | throughput vs in-process |")
-    print("|---|---|---|---|---|---|---|")
+                    print(f"{model} c={concurrency} {label}: ratio {_spread([r['ratio'] for r in runs])}, "
+                          f"CPU {_spread([r['efficiency'] for r in runs])}", file=sys.stderr)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; medians of {args.repeats} rounds; "
+          "throughput: the round's HTTP throughput over its in-process throughput; CPU: in-process CPU per request "
+          "over HTTP's (server and load generator), which other processes' load does not skew; median [min-max]")
+    print("| model | concurrency | path | req/s | p50 ms | p99 ms | CPU ms/request | throughput vs in-process | "
+          "CPU per request, in-process over HTTP |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model, concurrency, label, runs in rows:
         median = lambda key: statistics.median(r[key] for r in runs)
-        ratio = "1" if label.startswith("in-process") else _spread([r["ratio"] for r in runs])
+        base = label.startswith("in-process")
+        ratio = "1" if base else _spread([r["ratio"] for r in runs])
+        efficiency = "1" if base else _spread([r["efficiency"] for r in runs])
         print(f"| {model} | {concurrency} | {label} | {median('throughput'):.0f} | {median('p50'):.2f} | "
-              f"{median('p99'):.2f} | {ratio} |")
+              f"{median('p99'):.2f} | {median('cpu_ms'):.2f} | {ratio} | {efficiency} |")
 
 
 if __name__ == "__main__":
