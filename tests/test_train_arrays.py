@@ -152,3 +152,17 @@ def test_ambiguous_or_bad_arguments_say_what_was_expected(iris):
     with pytest.raises(TrainingError, match=r"evaluate\(dataset\): a Dataset carries its own labels"):
         model.evaluate(ds, 128)
     assert len(model.history) == 0          # nothing trained on any of them
+
+
+@pytest.mark.torch
+def test_weight_column_of_a_streamed_csv(iris, tmp_path):
+    x, y = iris
+    w = np.random.default_rng(4).uniform(0.5, 1.5, len(y)).round(3).astype(np.float32)
+    pd.DataFrame(x, columns=["a", "b", "c", "d"]).assign(w=w, label=y).to_csv(tmp_path / "iris.csv", index=False)
+    streamed = Dataset(tmp_path / "iris.csv", mode="test", chunk_size=40)
+    assert streamed.streaming and streamed.feature_names == ["a", "b", "c", "d", "w"]
+    model = _mlp("torch")
+    result = model.evaluate(streamed, sample_weight="w")
+    frame = pd.read_csv(tmp_path / "iris.csv")
+    per_sample = _softmax_ce(model, frame[["a", "b", "c", "d"]].to_numpy(np.float32), y)
+    assert result["loss"] == pytest.approx(float((frame["w"].to_numpy() * per_sample).sum() / len(y)), rel=1e-5)
