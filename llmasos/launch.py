@@ -141,7 +141,7 @@ def _callback_config(callback: Callback) -> dict:
     """The callbacks workers can rebuild from plain data; any other is refused (never pickled)."""
     if type(callback) is EarlyStopping:
         return {"kind": "EarlyStopping", "patience": callback.patience, "monitor": callback.monitor,
-                "mode": "max" if callback.sign < 0 else "min", "min_delta": callback.min_delta,
+                "mode": callback.mode, "min_delta": callback.min_delta,
                 "restore_best": callback.restore_best}
     if type(callback) is Checkpoint:
         return {"kind": "Checkpoint", "path": os.path.abspath(callback.path), "every": callback.every}

@@ -102,6 +102,21 @@ def test_a_callback_workers_cannot_rebuild_is_refused_before_any_worker_starts(d
         ddp_ranks.mlp("torch").train(Dataset(x, y), epochs=1, nproc=2, callbacks=[Callback()])
 
 
+def test_callbacks_reach_the_workers_as_plain_data_with_their_settings(tmp_path):
+    import json
+
+    from llmasos.callbacks import Checkpoint, EarlyStopping
+    from llmasos.launch import _callback_config, rebuild_callback
+
+    stopper = EarlyStopping(patience=2, monitor="val_accuracy", min_delta=0.01, restore_best=False)
+    again = rebuild_callback(json.loads(json.dumps(_callback_config(stopper))))
+    assert type(again) is EarlyStopping
+    assert (again.patience, again.monitor, again.mode, again.min_delta, again.restore_best) == \
+        (2, "val_accuracy", "auto", 0.01, False)          # "auto" decides max for accuracy in the worker
+    saver = rebuild_callback(json.loads(json.dumps(_callback_config(Checkpoint("ck-{epoch}.h5", every=3)))))
+    assert (type(saver), saver.path, saver.every) == (Checkpoint, os.path.abspath("ck-{epoch}.h5"), 3)
+
+
 # -- torch, several processes ----------------------------------------------------------------------------
 
 

@@ -46,7 +46,7 @@ def list(task: str | None = None) -> builtins.list[ModelInfo]:  # noqa: A001  (t
 
 def load(name: str, framework: str | None = None, *, pretrained: Any = False, num_classes: int | None = None,
          freeze: str | None = None, input_size: Any = None, logits: bool = False, seed: int | None = None,
-         **options: Any) -> Model:
+         device: str = "cpu", **options: Any) -> Model:
     """A zoo model as an :class:`llmasos.Model`, built in ``framework``.
 
     * ``pretrained``: False (random init), True (the standard checkpoint from the torchvision or
@@ -58,6 +58,7 @@ def load(name: str, framework: str | None = None, *, pretrained: Any = False, nu
     * ``input_size``: an int, (H, W) or (C, H, W); default the model's own (224 for ImageNet).
     * ``logits``: output raw scores instead of softmax probabilities (as torchvision's models do).
     * ``seed``: repeatable initialisation of whatever the checkpoint does not cover.
+    * ``device``: where the weights go ("cpu", "cuda", "cuda:1", "mps", "auto"; see ``Model.to``).
     * ``options``: what Hugging Face families take (text and speech models: ``config``, ``task``,
       ``num_labels``, ``tokenizer``; see :func:`.text.load_text`).
 
@@ -71,7 +72,7 @@ def load(name: str, framework: str | None = None, *, pretrained: Any = False, nu
     info = registry.get(name)
     if info.model_class is not None:
         return load_text(info.model_class, info, framework, pretrained=pretrained, num_classes=num_classes,
-                         freeze=freeze, input_size=input_size, logits=logits, seed=seed, **options)
+                         freeze=freeze, input_size=input_size, logits=logits, seed=seed, **options).to(device)
     if options:
         raise ZooError(f"{name}: unknown option(s) {', '.join(sorted(options))}")
     if freeze is not None and freeze not in FREEZE:
@@ -97,4 +98,4 @@ def load(name: str, framework: str | None = None, *, pretrained: Any = False, nu
     }
     if freeze is not None:
         model.freeze(freeze)
-    return model
+    return model.to(device)
