@@ -121,3 +121,29 @@ def test_a_broken_plugin_is_reported_by_name_and_breaks_nothing_else(demo_plugin
     message = result.stdout.strip()
     assert "'broken'" in message and "'llmasos-demo-plugin'" in message, message
     assert "llmasos_demo_plugin_missing_dependency" in message, message
+
+
+def test_a_plugin_zoo_model_is_listed_loaded_and_trained_through_its_entry_point(demo_plugin):
+    result = run_python("""
+        import numpy as np
+        from llmasos import Dataset, Optimizer, zoo
+        from llmasos.errors import ZooError
+        print([info.name for info in zoo.list() if info.family == "demo"])
+        model = zoo.load("demo_tiny_cnn", framework="torch", num_classes=5, seed=0)
+        x = np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32)
+        before = model.get_weights()["head"]["kernel"].copy()
+        model.train(Dataset(x, np.arange(16) % 5), Optimizer("SGD", lr=0.1), epochs=1, batch_size=8)
+        print(model.predict(x).shape, bool(np.abs(model.get_weights()["head"]["kernel"] - before).max() > 0))
+        for name in ("demo_unregistered", "demo_broken"):
+            try:
+                zoo.load(name)
+            except ZooError as err:
+                print(err)
+        print(zoo.registry.get("resnet18").family)
+    """, demo_plugin)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["['demo_tiny_cnn']", "(16, 5) True"], lines
+    assert "'demo_unregistered'" in lines[2] and "llmasos.zoo.registry.register" in lines[2], lines[2]
+    assert "'demo_broken'" in lines[3] and "llmasos_demo_plugin_missing_dependency" in lines[3], lines[3]
+    assert "'llmasos-demo-plugin'" in lines[3] and lines[4] == "resnet", lines

@@ -7,7 +7,9 @@ A family module (one file per architecture family) registers a builder that retu
     def resnet18(**options) -> ModelSpec:
         return resnet(basic_block, (2, 2, 2, 2), **options)
 
-The builder's name is the model's name and its module's name the family. A builder takes the
+The builder's name is the model's name and its module's name the family. A plugin package adds
+models through the entry point group ``llmasos.zoo`` (``name = "module:builder"``): the zoo imports
+them after its own families, the first time it is asked for a model. A builder takes the
 keyword options ``num_classes``, ``input_size`` (C, H, W) and ``logits`` (leave out the final
 softmax). Registering a name twice raises.
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable
 
-from .. import families
+from .. import families, plugins
 from ..errors import ZooError
 from ..layers import get_kind
 from ..spec import ModelSpec
@@ -130,7 +132,11 @@ _REGISTRY: dict[str, ModelInfo] = {}
 # The zoo's family modules, in the order zoo.list() shows them. Each registers its models when
 # imported, which the first lookup here does: Model.load of a BERT file imports only .bert.
 FAMILIES = ("resnet", "vgg", "bert", "gpt2", "marian", "wav2vec2")
+PLUGIN_GROUP = "llmasos.zoo"
+"""The entry point group of plugin packages' zoo models: ``name = "module:builder"``, a builder
+decorated with :func:`register` (importing the module registers it)."""
 _families_loaded = False
+_broken_plugins: dict[str, ZooError] = {}   # plugin models that failed to load, raised when asked for
 
 
 def register(**info: Any) -> Callable[[Builder], Builder]:
@@ -165,8 +171,11 @@ def register(**info: Any) -> Callable[[Builder], Builder]:
 
 
 def get(name: str) -> ModelInfo:
-    """The entry registered as ``name``, or a :class:`ZooError` naming the known ones."""
+    """The entry registered as ``name``, or a :class:`ZooError` naming the known ones (or, for a
+    plugin's model that failed to load, saying why)."""
     _load_families()
+    if name in _broken_plugins:
+        raise _broken_plugins[name]
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -193,6 +202,23 @@ def _load_families() -> None:
     except BaseException:
         _families_loaded = False
         raise
+    _load_plugins()
+
+
+def _load_plugins() -> None:
+    """Import the models plugin packages declare; one that fails is kept as an error for its name,
+    so it breaks neither the zoo's other models nor ``zoo.list()``."""
+    def taken(name: str) -> str | None:
+        return f"the zoo's {_REGISTRY[name].family} family" if name in _REGISTRY else None
+
+    for entry in plugins.declared(PLUGIN_GROUP, taken, what="zoo model"):
+        try:
+            plugins.resolve(entry.value, f"zoo model {entry.name!r} ({entry.origin})", ZooError)
+            if entry.name not in _REGISTRY:
+                raise ZooError(f"zoo model {entry.name!r} ({entry.origin}) was not registered by importing it: "
+                               f"decorate its builder with llmasos.zoo.registry.register(name={entry.name!r})")
+        except ZooError as err:
+            _broken_plugins[entry.name] = err
 
 
 def table(infos: list[ModelInfo]) -> str:
