@@ -322,6 +322,42 @@ class SequenceCrossEntropy(Loss):
         return per_sample / ops.maximum(counted, 1e-12)
 
 
+@_builtin
+class Distillation(Loss):
+    """Knowledge distillation (Hinton et al.), as torchdistill's ``KDLoss``:
+    ``alpha T² KL(softmax(t/T) ‖ softmax(s/T)) + (1 - alpha) CE(y, s)`` on the student's logits
+    ``s``. The target row is ``[label, *teacher_logits]`` (float32); a negative label marks a row
+    without one, which learns from the teacher alone (weight 1 on the KL term). Built by
+    :func:`llmasos.compress.distill`, which computes the teacher's logits."""
+
+    name = "distillation"
+    logits = True
+    aliases = ("distill", "kd")
+
+    @classmethod
+    def defaults(cls):
+        return {"temperature": 4.0, "alpha": 0.9}
+
+    def check(self):
+        if not self.temperature > 0:
+            raise TrainingError(f"distillation's temperature must be > 0, got {self.temperature} (4.0 is usual)")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise TrainingError(f"distillation's alpha (the teacher's share) must be in [0, 1], got {self.alpha}")
+
+    def call(self, ops, y_true, y_pred):
+        # [label, *teacher_logits] per row; the reshape gives TensorFlow's traced step (whose
+        # "values" targets have no fixed rank) the rank it needs
+        y_true = ops.reshape(y_true, (-1, int(y_pred.shape[-1]) + 1))
+        labels, teacher = y_true[:, 0], y_true[:, 1:]
+        t = float(self.temperature)
+        log_p_teacher = ops.log_softmax(teacher / t)
+        kl = ops.sum(ops.exp(log_p_teacher) * (log_p_teacher - ops.log_softmax(y_pred / t)), axis=-1) * (t * t)
+        labelled = labels >= 0
+        ce = ops.sparse_cross_entropy(y_pred, ops.where(labelled, ops.cast(labels, "int64"), 0))
+        ce_share = ops.cast(labelled, "float32") * (1.0 - self.alpha)   # 0 on rows without a label
+        return kl * (1.0 - ce_share) + ce * ce_share
+
+
 LOSSES: tuple[str, ...] = tuple(_REGISTRY)
 """The built-in losses' names."""
 

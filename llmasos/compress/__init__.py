@@ -1,0 +1,13 @@
+"""Smaller and cheaper models whose results are ordinary llmasos Models: knowledge distillation
+(:func:`distill`), structured pruning (``Model.prune(amount, structured=True)``, :mod:`.prune`) and
+the side-by-side :func:`compare` table. Importing it imports no framework.
+
+    from llmasos import compress
+    history = compress.distill(teacher, student, data, Optimizer("Adam", lr=1e-3), epochs=10,
+                               temperature=4.0, alpha=0.9)
+"""
+
+from .distill import NO_LABEL, distill
+from .teacher import Teacher
+
+__all__ = ["NO_LABEL", "Teacher", "distill"]

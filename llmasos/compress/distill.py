@@ -1,0 +1,114 @@
+"""Knowledge distillation (Hinton et al., 2015): a student learns the teacher's softened outputs.
+
+>>> from llmasos import Model, Optimizer, compress                             # doctest: +SKIP
+>>> history = compress.distill(teacher, student, (X, y), Optimizer("Adam", lr=1e-3), epochs=10,
+...                            temperature=4.0, alpha=0.9, unlabeled=X_more)  # doctest: +SKIP
+
+The teacher (a Model of either framework, an ``.h5`` or an ``.onnx``) runs once over the inputs in
+inference mode; its logits become extra target columns, ``[label, *teacher_logits]``, and the
+student trains through its ordinary ``train`` with the :class:`~llmasos.losses.Distillation` loss.
+Since the teacher is frozen and sees no augmentation, its logits are the same whether computed per
+batch or once, and a torch teacher teaches a TensorFlow student (or the reverse) with nothing to convert.
+Rows without a label (label -1, ``unlabeled=`` inputs, a Dataset without a label column) learn from
+the teacher alone, which is where distillation pays most.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, SpecError
+from ..losses import Distillation
+from .teacher import Teacher
+
+NO_LABEL = -1
+"""The label of a row that has none: it learns from the teacher alone."""
+
+
+def distill(teacher: Any, student: Any, data: Any, optimizer: Any = None, epochs: int = 10,
+            temperature: float = 4.0, alpha: float = 0.9, *, unlabeled: Any = None, validation: Any = None,
+            batch_size: int = 32, seed: int | None = None, **train_options: Any):
+    """Train ``student`` (a Model) to imitate ``teacher`` on ``data``; returns the student's History.
+
+    ``data`` is a Dataset (with or without labels), ``(X, y)`` with ``y`` = -1 where a row has no
+    label, or ``X`` alone; ``unlabeled`` adds inputs without labels. The loss per row is
+    ``alpha T² KL(softmax(t/T) ‖ softmax(s/T)) + (1 - alpha) CE(y, s)`` on logits (a final softmax of
+    either model is left out), and ``T² KL`` alone for a row without a label. ``validation``
+    (labelled) reports that loss on held-out rows; other keywords go to ``student.train``.
+    Afterwards the student evaluates and trains with its own loss again.
+    """
+    loss = Distillation(temperature=temperature, alpha=alpha)
+    x, y = _inputs_and_labels(data)
+    if unlabeled is not None:
+        more, _ = _inputs_and_labels(unlabeled)
+        x, y = _concat(x, more), np.concatenate([y, np.full(_rows(more), NO_LABEL, np.int64)])
+    source = Teacher(teacher, framework=student.framework)
+    targets = _targets(source, student, x, y)
+    val = None
+    if validation is not None:
+        vx, vy = _inputs_and_labels(validation)
+        val = (vx, _targets(source, student, vx, vy))
+    try:
+        return student.train(x, targets, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
+                             seed=seed, validation=val, **train_options)
+    finally:
+        _back_to_classes(student)
+
+
+def _back_to_classes(student: Any) -> None:
+    """After distilling, ``evaluate`` and ``train`` use cross-entropy on the classes (the default of
+    a last softmax; a student ending in plain logits would otherwise fall back to MSE). The
+    distillation's optimizer state belongs to another loss, so a later ``train`` starts afresh."""
+    student._loss, student._optimizer, student._trainer, student._pending_state = "cross_entropy", None, None, None
+    student._step = 0
+
+
+def _targets(teacher: Teacher, student: Any, x: Any, y: np.ndarray) -> np.ndarray:
+    """``[label, *teacher_logits]`` per row, after checking the teacher and labels fit the student."""
+    logits = teacher.logits(x)
+    classes = student.classes   # from the spec: building here would take the student's seed away
+    if logits.ndim != 2 or logits.shape[-1] != classes:
+        raise SpecError(f"the teacher gives {logits.shape[-1]} outputs per row but the student {classes}: "
+                        f"distillation needs both to predict the same classes (give the student "
+                        f"output_dim={logits.shape[-1]} and a last layer of that size)")
+    labelled = y[y != NO_LABEL]
+    if labelled.size and (labelled.min() < 0 or labelled.max() >= classes):
+        bad = labelled.min() if labelled.min() < 0 else labelled.max()
+        raise DataError(f"label {bad} is outside the student's classes 0..{classes - 1}; "
+                        f"use {NO_LABEL} for a row without a label")
+    return np.column_stack([y.astype(np.float32), logits]).astype(np.float32)
+
+
+def _inputs_and_labels(data: Any) -> tuple[Any, np.ndarray]:
+    """Inputs and integer labels (-1 where none) from a Dataset, ``(X, y)`` or ``X``."""
+    if hasattr(data, "arrays"):
+        x, y = data.arrays()
+    elif isinstance(data, tuple):
+        if len(data) != 2:
+            raise DataError(f"data is a Dataset, (X, y) or X; got a tuple of {len(data)}")
+        x, y = data
+    else:
+        x, y = data, None
+    rows = _rows(x)
+    if y is None:
+        return x, np.full(rows, NO_LABEL, np.int64)
+    y = np.asarray(y).reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
+            raise DataError(f"distillation takes integer class labels (-1 for none), got {y.dtype} labels")
+        y = y.astype(np.int64)
+    if len(y) != rows:
+        raise DataError(f"{rows} input rows but {len(y)} labels")
+    return x, y.astype(np.int64)
+
+
+def _rows(x: Any) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _concat(a: Any, b: Any) -> Any:
+    if isinstance(a, dict):
+        return {k: np.concatenate([a[k], b[k]]) for k in a}
+    return np.concatenate([np.asarray(a), np.asarray(b)])
