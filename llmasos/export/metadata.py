@@ -18,6 +18,9 @@ llmasos.tokenizer    a text model's ``tokenizer.json`` text, so the file alone c
 llmasos.text_inputs  which inputs the tokenizer fills and how (JSON), e.g. ``{"inputs": ["input_ids",
                      "attention_mask", "token_type_ids"], "pad_id": 0, "max_length": 512,
                      "truncation": true}`` (padding is to the longest text of a batch)
+llmasos.ctc          a CTC speech model's vocabulary and framing (JSON), so a server can stream
+                     audio to it: ``{"vocabulary", "pad_token", "word_delimiter_token",
+                     "frame_stride", "receptive_field", "normalize", "sampling_rate"}``
 llmasos.int8         an int8 file's format and the CPU it is for (JSON): ``{"mode", "target",
                      "reduce_range", "weight_type", "activation_type", "per_channel", "detected_on"}``
 ===================  ===========================================================================
@@ -48,8 +51,9 @@ if TYPE_CHECKING:
     from .config import OnnxConfig
 
 _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)   # shapes and indices, not weights
-TOKENIZER, TEXT_INPUTS, INT8 = "llmasos.tokenizer", "llmasos.text_inputs", "llmasos.int8"
-JSON_KEYS = ("spec", "inputs", "outputs", "labels", "frozen", "preprocessing", "optimization", TEXT_INPUTS, INT8)
+TOKENIZER, TEXT_INPUTS, INT8, CTC = "llmasos.tokenizer", "llmasos.text_inputs", "llmasos.int8", "llmasos.ctc"
+JSON_KEYS = ("spec", "inputs", "outputs", "labels", "frozen", "preprocessing", "optimization", TEXT_INPUTS, INT8,
+             CTC)
 FROM_MODEL = ("labels", "preprocessing")    # keys of ``model.metadata`` that travel into the file
 
 
@@ -73,6 +77,9 @@ def export_metadata(model: "Model", config: "OnnxConfig", exporter: str) -> dict
     text_inputs = getattr(model, "text_inputs", lambda: None)()
     if text_inputs is not None:
         props[TOKENIZER], props[TEXT_INPUTS] = model.tokenizer.to_str(), text_inputs
+    ctc = getattr(model, "ctc_settings", lambda: None)()   # a zoo speech model: a server can stream to it
+    if ctc is not None:
+        props[CTC] = ctc
     return props
 
 
