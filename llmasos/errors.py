@@ -91,6 +91,11 @@ class FamilyError(LlmasosError, ValueError):
     whose package is not installed), a name registered twice, or a plugin that fails to import."""
 
 
+class AttackError(LlmasosError, ValueError):
+    """An adversarial attack or robustness evaluation cannot run as asked: a negative eps, data
+    outside the attack's bounds, labels the model does not know, a model with no gradient."""
+
+
 class ExportError(LlmasosError, ValueError):
     """A model cannot be exported or converted: never built, a layer or op the exporter cannot
     write at the asked opset (the message names both and the framework), a missing folder."""

@@ -151,6 +151,14 @@ class CompiledModel(ABC):
     def set_trainable(self, layer_names: set[str], trainable: bool) -> None:
         """Freeze or unfreeze the weights of the named layers (statistics included)."""
 
+    @abstractmethod
+    def input_gradient(self, inputs: list[np.ndarray], target: np.ndarray, loss: Any) -> list[np.ndarray]:
+        """The gradient of the batch's mean ``loss`` (a name, canonical text or
+        :class:`llmasos.losses.Loss`) with respect to each input, in inference mode (the model's
+        mode restored after), on the outputs the loss takes (logits for the classification
+        losses); weights and optimizer state untouched. Adversarial attacks (:mod:`llmasos.robust`)
+        are built on it."""
+
 
 class Backend(ABC):
     """One framework."""

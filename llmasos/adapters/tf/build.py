@@ -28,6 +28,7 @@ from ...errors import SpecError
 from ...optim import Optimizer
 from ...spec import ModelSpec
 from ..base import CompiledModel, StepOptions, Trainer, Weights, check_weights
+from . import gradients
 from .devices import tf_device
 from .layers import Activate, call_layer, layout_of, make_layer
 from .train import TFTrainer
@@ -153,6 +154,7 @@ class TFModel(CompiledModel):
         # bumped by set_trainable so trainers know to re-collect their variables
         self.trainable_version = 0
         self._predict = None  # traced on first use
+        self.gradient_functions: dict = {}  # loss text -> traced input gradient (.gradients)
 
     @property
     def native(self) -> keras.Model:
@@ -218,6 +220,9 @@ class TFModel(CompiledModel):
     def trainer(self, optimizer: Optimizer, loss, seed: int | None = None,
                 options: StepOptions = StepOptions()) -> Trainer:
         return TFTrainer(self, optimizer, losses.get(loss).for_activation(self.spec.final_activation()), seed, options)
+
+    def input_gradient(self, inputs: list[np.ndarray], target: np.ndarray, loss) -> list[np.ndarray]:
+        return gradients.input_gradient(self, inputs, target, loss)
 
     def set_trainable(self, layer_names: set[str], trainable: bool) -> None:
         for name in layer_names:

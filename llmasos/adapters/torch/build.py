@@ -12,6 +12,7 @@ from ...layers import catalog
 from ...errors import SpecError
 from ...spec import ModelSpec
 from ..base import CompiledModel, StepOptions, Trainer, Weights, check_weights
+from . import gradients
 from .devices import torch_device
 from .layers import make_module
 from .train import TorchTrainer
@@ -193,6 +194,9 @@ class TorchModel(CompiledModel):
     def trainer(self, optimizer, loss, seed: int | None = None, options: StepOptions = StepOptions()) -> Trainer:
         return TorchTrainer(self, optimizer, losses.get(loss).for_activation(self.spec.final_activation()), seed,
                             options)
+
+    def input_gradient(self, inputs: list[np.ndarray], target: np.ndarray, loss) -> list[np.ndarray]:
+        return gradients.input_gradient(self, inputs, target, loss)
 
     def set_trainable(self, layer_names: set[str], trainable: bool) -> None:
         for layer in self.spec.layers:
