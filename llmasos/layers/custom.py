@@ -128,6 +128,20 @@ def custom_kind(kind: str) -> type["CustomKind"] | None:
     return found if issubclass(found, CustomKind) else None
 
 
+class WeightTables(dict):
+    """An adapter's weight-conversion tables by layer kind: the built-in kinds' own, and ``custom``
+    for any kind a user registered (its weights are the framework's as they are, by name)."""
+
+    def __init__(self, builtin: dict, custom: dict) -> None:
+        super().__init__(builtin)
+        self.custom = custom
+
+    def __missing__(self, kind: str) -> dict:
+        if custom_kind(kind) is None:
+            raise KeyError(kind)
+        return self.custom
+
+
 class CustomKind(LayerKind):
     """A registered :class:`Layer` seen as a catalog kind; one subclass per registration."""
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ...layers.custom import custom_kind
+from ...layers.custom import WeightTables
 
 Convert = Callable[[np.ndarray, tuple], np.ndarray]
 
@@ -44,19 +44,9 @@ class _Custom(dict):
         return f"params.{name}", _same, _same
 
 
-class _Tables(dict):
-    """Built-in kinds' tables, and the one custom table for any kind a user registered."""
-
-    def __missing__(self, kind: str) -> dict:
-        if custom_kind(kind) is None:
-            raise KeyError(kind)
-        return _CUSTOM
-
-
-_CUSTOM = _Custom()
 
 # layer kind -> neutral weight name -> (attribute path on the Keras layer, to Keras, to neutral)
-CONVERSIONS: dict[str, dict[str, tuple[str, Convert, Convert]]] = _Tables({
+CONVERSIONS: dict[str, dict[str, tuple[str, Convert, Convert]]] = WeightTables({
     "Dense": _KERNEL_BIAS,
     "Conv1D": _KERNEL_BIAS,
     "Conv2D": _KERNEL_BIAS,
@@ -71,4 +61,4 @@ CONVERSIONS: dict[str, dict[str, tuple[str, Convert, Convert]]] = _Tables({
     "MultiHeadAttention": _table({f"{role}_{part}": f"{role}_dense.{part}"
                                   for role in ("query", "key", "value", "output") for part in ("kernel", "bias")},
                                  _reshape),
-})
+}, _Custom())

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from ...layers.custom import custom_kind
+from ...layers.custom import WeightTables
 
 Split = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 Join = Callable[..., np.ndarray]
@@ -81,18 +81,8 @@ class _Custom(dict):
         return (f"params.{name}",), _same, _join_same
 
 
-class _Tables(dict):
-    """Built-in kinds' tables, and the one custom table for any kind a user registered."""
 
-    def __missing__(self, kind: str) -> dict:
-        if custom_kind(kind) is None:
-            raise KeyError(kind)
-        return _CUSTOM
-
-
-_CUSTOM = _Custom()
-
-CONVERSIONS: dict[str, dict[str, tuple[tuple[str, ...], Split, Join]]] = _Tables({
+CONVERSIONS: dict[str, dict[str, tuple[tuple[str, ...], Split, Join]]] = WeightTables({
     "Dense": _DENSE,
     "Conv1D": _CONV,
     "Conv2D": _CONV,
@@ -122,4 +112,4 @@ CONVERSIONS: dict[str, dict[str, tuple[tuple[str, ...], Split, Join]]] = _Tables
                            _join_transposed if part == "kernel" else _join_same)
         for role in ("query", "key", "value", "output") for part in ("kernel", "bias")
     },
-})
+}, _Custom())
