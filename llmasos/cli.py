@@ -9,7 +9,7 @@
     llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA]
                    [--int8-target auto|avx2|avx512|vnni|arm64] [--fp16] [--external-data]
                    [--triton-repo DIR] [--kserve MANIFEST --storage-uri URI]
-    llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32]
+    llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32] [--energy]
     llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token-file FILE] [--model-control]
     llmasos zoo list                                names, tasks, frameworks, parameters, weight sources
     llmasos zoo export NAME -o model.onnx [--framework tf] [--pretrained [PATH]] [--num-classes N]
@@ -353,6 +353,8 @@ def _add_bench(commands: Any) -> None:
     parser.add_argument("--providers", default="cpu", help="execution providers in fallback order (cuda,cpu)")
     parser.add_argument("--batch", default=(1, 8, 32), type=_batch_sizes, help="batch sizes (default 1,8,32)")
     parser.add_argument("--seconds", type=float, default=1.0, help="timing per batch size (default 1)")
+    parser.add_argument("--energy", action="store_true",
+                        help="joules per prediction, from RAPL/NVML counters or an estimate that says so")
     parser.set_defaults(run=_bench)
 
 
@@ -370,7 +372,7 @@ def _bench(args: argparse.Namespace) -> int:
     from .export import bench
     from .export.benchmark import format_table
 
-    rows = bench(args.file, providers=args.providers, batches=args.batch, seconds=args.seconds)
+    rows = bench(args.file, providers=args.providers, batches=args.batch, seconds=args.seconds, energy=args.energy)
     print(f"llmasos bench {args.file}")
     print(format_table(rows))
     return 0

@@ -1,0 +1,241 @@
+"""Energy of a run: joules from the hardware's own counters where they can be read, else an
+estimate that says it is one. Every figure carries its ``source``; none is shown without it.
+
+* ``rapl``: the CPU packages' (and DRAM's) RAPL counters, read from Linux's powercap files
+  (``/sys/class/powercap/*-rapl:N/energy_uj``; Intel, and AMD since Zen). The counters wrap around
+  at ``max_energy_range_uj``: each is read every few seconds by a background thread so that no
+  wrap is missed, and every wrap is added back. Since Linux 5.10 the files are readable by root
+  only (CVE-2020-8694): elsewhere they are not counted, and the estimate is used.
+* ``nvml``: each NVIDIA GPU's total-energy counter (Volta and later), through NVIDIA's own Python
+  binding of NVML (``pip install "llmasos[energy]"``, the ``nvidia-ml-py`` package).
+* ``estimate``: where no counter is readable, the process's CPU time times an assumed power per
+  busy core (:data:`WATTS_PER_CORE`, or ``LLMASOS_WATTS_PER_CORE``); a warning says so.
+
+>>> from llmasos import energy
+>>> with energy.measure(powercap="/nonexistent", nvml=False, warn=False) as run:
+...     _ = sum(i * i for i in range(100_000))
+>>> run.result.source, run.result.joules > 0
+('estimate', True)
+
+``model.train(..., energy=True)`` puts the run's :class:`Energy` in ``history.energy``;
+``export.bench(..., energy=True)`` and ``llmasos bench model.onnx --energy`` add joules per prediction.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+POWERCAP = "/sys/class/powercap"
+WATTS_PER_CORE = 10.0
+"""The estimate's assumed power of one busy core, in watts (a server core under load: roughly a
+CPU's TDP over its cores). Only used where no counter can be read, and always said so."""
+POLL_SECONDS = 5.0
+"""How often running counters are read: well under the fastest RAPL wrap (about a minute for a
+package's 2^32 µJ range at 60 W, longer for the wider ranges most CPUs have)."""
+
+_ZONE = re.compile(r"^[a-z0-9-]*rapl:\d+(:\d+)?$")
+
+
+class EnergyWarning(UserWarning):
+    """No energy counter could be read: the figure is an estimate (its ``source`` says so)."""
+
+
+@dataclass(frozen=True)
+class Energy:
+    """What a measured run drew: ``joules`` over ``seconds`` of wall time, read from ``source``
+    (``"rapl"``, ``"nvml"``, ``"rapl+nvml"`` or ``"estimate"``); ``detail`` names the counters
+    read, or the estimate's assumption.
+
+    >>> e = Energy(joules=12.0, seconds=4.0, source="rapl", detail="package-0")
+    >>> e.per(1000), e.watts, str(e)
+    (0.012, 3.0, '12 J in 4 s, 3 W (rapl: package-0)')
+    """
+
+    joules: float
+    seconds: float
+    source: str
+    detail: str
+
+    @property
+    def watts(self) -> float:
+        """Mean power over the run."""
+        return self.joules / self.seconds if self.seconds > 0 else 0.0
+
+    def per(self, predictions: int) -> float:
+        """Joules per prediction (per sample) for a run that made ``predictions``."""
+        if predictions <= 0:
+            raise ValueError(f"predictions must be positive, got {predictions}")
+        return self.joules / predictions
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.joules:.4g} J in {self.seconds:.4g} s, {self.watts:.4g} W ({self.source}: {self.detail})"
+
+
+class Counter(Protocol):
+    """A cumulative energy counter: :meth:`read` returns joules drawn since the counter was made."""
+
+    source: str
+    name: str
+
+    def read(self) -> float: ...
+
+
+class RaplZone:
+    """One powercap RAPL zone (a CPU package, or its DRAM), wrap-arounds added back.
+
+    Each :meth:`read` adds the rise since the last one; a fall means the counter passed
+    ``max_energy_range_uj`` and started again from 0, so the range is added."""
+
+    source = "rapl"
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.name = (self.folder / "name").read_text().strip() if (self.folder / "name").exists() else self.folder.name
+        self.range_uj = int((self.folder / "max_energy_range_uj").read_text())
+        self._last = self._raw()
+        self._total_uj = 0
+        self._lock = threading.Lock()
+
+    def _raw(self) -> int:
+        return int((self.folder / "energy_uj").read_text())
+
+    def read(self) -> float:
+        with self._lock:
+            now = self._raw()
+            rise = now - self._last
+            self._total_uj += rise if rise >= 0 else rise + self.range_uj
+            self._last = now
+            return self._total_uj / 1e6
+
+
+def rapl_zones(powercap: str | os.PathLike = POWERCAP) -> list[RaplZone]:
+    """The readable RAPL zones under ``powercap``: each package (``*-rapl:N``) and its DRAM subzone
+    (``*-rapl:N:M`` named ``dram``); core and uncore subzones are part of their package, and
+    ``intel-rapl-mmio`` reads a package again, so they are left out. Zones that exist but cannot be read (root only) are left out too."""
+    zones = []
+    root = Path(powercap)
+    for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        if not _ZONE.match(folder.name) or "mmio" in folder.name:   # mmio: the same package again
+            continue
+        try:
+            zone = RaplZone(folder)
+        except (OSError, ValueError):
+            continue
+        if folder.name.count(":") == 1 or zone.name == "dram":
+            zones.append(zone)
+    return zones
+
+
+class NvmlGpu:
+    """One NVIDIA GPU's total-energy counter (millijoules since the driver loaded)."""
+
+    source = "nvml"
+
+    def __init__(self, nvml: Any, index: int) -> None:
+        self._nvml = nvml
+        self._handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        self.name = f"cuda:{index}"
+        self._start = nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+
+    def read(self) -> float:
+        return (self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) - self._start) / 1e3
+
+
+def nvml_gpus() -> list[NvmlGpu]:
+    """Every NVIDIA GPU whose energy counter NVML reads; none without the binding, a driver or a GPU."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return [NvmlGpu(pynvml, index) for index in range(pynvml.nvmlDeviceGetCount())]
+    except Exception:  # no binding, no driver, no GPU, or a GPU without the counter (pre-Volta)
+        return []
+
+
+def counters(powercap: str | os.PathLike = POWERCAP, nvml: bool = True) -> list[Counter]:
+    """Every energy counter this process can read: RAPL zones, then NVIDIA GPUs."""
+    return [*rapl_zones(powercap), *(nvml_gpus() if nvml else [])]
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time (every thread's, at the clock's full resolution), and its finished
+    children's (data-parallel workers)."""
+    children = os.times()
+    return time.process_time() + children.children_user + children.children_system
+
+
+class Meter:
+    """Measures one run: :meth:`start`, the work, :meth:`stop` gives its :class:`Energy`. Counters
+    are read every :data:`POLL_SECONDS` while it runs (wrap-arounds need it).
+
+    ``powercap`` and ``nvml`` say where to look; ``warn`` whether an estimate warns."""
+
+    def __init__(self, powercap: str | os.PathLike = POWERCAP, nvml: bool = True, warn: bool = True,
+                 poll_seconds: float = POLL_SECONDS) -> None:
+        self.counters = counters(powercap, nvml)
+        self.warn, self.poll_seconds = warn, poll_seconds
+        self.result: Energy | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def start(self) -> "Meter":
+        self._started, self._cpu = time.perf_counter(), _cpu_seconds()
+        self._joules = [counter.read() for counter in self.counters]
+        if self.counters:
+            self._stop.clear()
+            self._poller = threading.Thread(target=self._poll, name="llmasos-energy", daemon=True)
+            self._poller.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            for counter in self.counters:
+                try:
+                    counter.read()
+                except (OSError, ValueError):  # a read that failed once: the next one catches up
+                    pass
+
+    def stop(self) -> Energy:
+        seconds = time.perf_counter() - self._started
+        if self._poller is not None:
+            self._stop.set()
+            self._poller.join()
+            self._poller = None
+        if self.counters:
+            joules = sum(c.read() - before for c, before in zip(self.counters, self._joules))
+            sources = sorted({c.source for c in self.counters}, key=("rapl", "nvml").index)
+            self.result = Energy(joules, seconds, "+".join(sources), ", ".join(c.name for c in self.counters))
+        else:
+            self.result = self._estimate(seconds)
+        return self.result
+
+    def _estimate(self, seconds: float) -> Energy:
+        cpu = _cpu_seconds() - self._cpu
+        watts = float(os.environ.get("LLMASOS_WATTS_PER_CORE", WATTS_PER_CORE))
+        detail = f"no readable RAPL or NVML counter: {watts:g} W per busy core x {cpu:.3g} CPU-seconds"
+        if self.warn:
+            warnings.warn(f"energy is an estimate ({detail}); RAPL needs read access to "
+                          f"{POWERCAP}/*/energy_uj (root since Linux 5.10), NVML the energy extra and an "
+                          f"NVIDIA GPU", EnergyWarning, stacklevel=3)
+        return Energy(cpu * watts, seconds, "estimate", detail)
+
+    def __enter__(self) -> "Meter":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def measure(powercap: str | os.PathLike = POWERCAP, nvml: bool = True, warn: bool = True) -> Meter:
+    """A context manager measuring its block; its ``result`` is the :class:`Energy` afterwards."""
+    return Meter(powercap, nvml, warn)

@@ -1,0 +1,145 @@
+"""Energy figures: RAPL counters read from powercap files (a simulated tree here, wrap-arounds
+included), and the estimate where nothing is readable."""
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from llmasos import energy
+
+
+def powercap_tree(root: Path, zones: dict[str, tuple[str, int, int]]) -> Path:
+    """Powercap folders as Linux lays them out: ``{folder: (name, energy_uj, max_energy_range_uj)}``."""
+    for folder, (name, value, range_uj) in zones.items():
+        (root / folder).mkdir(parents=True)
+        (root / folder / "name").write_text(name + "\n")
+        (root / folder / "energy_uj").write_text(f"{value}\n")
+        (root / folder / "max_energy_range_uj").write_text(f"{range_uj}\n")
+    return root
+
+
+def set_energy(root: Path, folder: str, value: int) -> None:
+    """A new counter value, replaced at once (as a sysfs read never sees half a value)."""
+    (root / folder / "energy_uj.new").write_text(f"{value}\n")
+    os.replace(root / folder / "energy_uj.new", root / folder / "energy_uj")
+
+
+def test_packages_and_dram_are_counted_and_core_subzones_and_mmio_copies_are_not(tmp_path):
+    root = powercap_tree(tmp_path, {
+        "intel-rapl:0": ("package-0", 0, 2**32), "intel-rapl:0:0": ("core", 0, 2**32),
+        "intel-rapl:0:1": ("dram", 0, 2**32), "intel-rapl:1": ("package-1", 0, 2**32),
+        "intel-rapl-mmio:0": ("package-0", 0, 2**32), "cooling_device0": ("fan", 0, 1)})
+    names = [(zone.folder.name, zone.name) for zone in energy.rapl_zones(root)]
+    assert names == [("intel-rapl:0", "package-0"), ("intel-rapl:0:1", "dram"), ("intel-rapl:1", "package-1")]
+
+
+def test_a_run_sums_every_zone_and_adds_back_a_wrap_around(tmp_path):
+    range_uj = 1_000_000_000
+    root = powercap_tree(tmp_path, {"intel-rapl:0": ("package-0", range_uj - 3_000_000, range_uj),
+                                    "intel-rapl:1": ("package-1", 5_000_000, range_uj)})
+    meter = energy.Meter(root, nvml=False, poll_seconds=3600).start()
+    set_energy(root, "intel-rapl:0", 2_000_000)    # passed the range: 3 J to the top, 2 J after
+    set_energy(root, "intel-rapl:1", 9_500_000)    # 4.5 J
+    result = meter.stop()
+    assert result.source == "rapl" and result.detail == "package-0, package-1"
+    assert result.joules == pytest.approx(3.0 + 2.0 + 4.5, abs=1e-9)
+    assert result.per(100) == pytest.approx(0.095)
+
+
+def test_polling_between_reads_catches_every_wrap(tmp_path):
+    range_uj = 10_000_000                                   # 10 J
+    root = powercap_tree(tmp_path, {"intel-rapl:0": ("package-0", 0, range_uj)})
+    zone = energy.rapl_zones(root)[0]
+    for value in (6_000_000, 1_000_000, 7_000_000, 2_000_000, 2_500_000):   # two wraps
+        set_energy(root, "intel-rapl:0", value)
+        zone.read()
+    assert zone.read() == pytest.approx(6 + 5 + 6 + 5 + 0.5)
+
+
+def test_the_meter_polls_in_the_background_while_it_runs(tmp_path):
+    range_uj = 10_000_000
+    root = powercap_tree(tmp_path, {"intel-rapl:0": ("package-0", 0, range_uj)})
+    meter = energy.Meter(root, nvml=False, poll_seconds=0.01).start()
+    set_energy(root, "intel-rapl:0", 8_000_000)
+    time.sleep(0.2)                                          # the poller reads 8 J
+    set_energy(root, "intel-rapl:0", 1_000_000)             # wrapped: 2 J more, then 1 J
+    assert meter.stop().joules == pytest.approx(11.0)
+
+
+def test_unreadable_zones_are_left_out(tmp_path):
+    root = powercap_tree(tmp_path, {"intel-rapl:0": ("package-0", 0, 2**32)})
+    (root / "intel-rapl:0" / "energy_uj").unlink()          # as a non-root user sees a root-only file
+    (root / "intel-rapl:0" / "energy_uj").mkdir()
+    assert energy.rapl_zones(root) == []
+
+
+def test_without_counters_the_figure_is_an_estimate_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMASOS_WATTS_PER_CORE", "20")
+    meter = energy.Meter(tmp_path, nvml=False).start()
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:                   # 0.2 CPU-seconds of work
+        pass
+    with pytest.warns(energy.EnergyWarning, match="estimate"):
+        result = meter.stop()
+    assert result.source == "estimate" and "20 W per busy core" in result.detail
+    cpu_seconds = float(result.detail.split(" x ")[1].split()[0])
+    assert cpu_seconds >= 0.19 and result.joules == pytest.approx(20 * cpu_seconds, rel=0.01)
+    assert "estimate" in str(result)
+
+
+def test_an_estimate_can_be_asked_for_without_a_warning(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with energy.measure(tmp_path, nvml=False, warn=False) as run:
+            sum(range(10_000))
+    assert run.result.source == "estimate"
+
+
+def test_per_prediction_needs_predictions():
+    with pytest.raises(ValueError, match="positive"):
+        energy.Energy(1.0, 1.0, "rapl", "package-0").per(0)
+
+
+def tiny_onnx(path: Path) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((8, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_bench_reports_joules_per_prediction_with_its_source(tmp_path):
+    from llmasos import export
+    from llmasos.export.benchmark import format_table
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = export.bench(tiny_onnx(tmp_path / "tiny.onnx"), batches=(1, 4), seconds=0.1, energy=True)
+    expected = "rapl" if energy.counters(nvml=False) else "estimate"
+    assert [row["energy_source"] for row in rows] == [expected] * 2
+    assert all(row["joules_per_prediction"] > 0 for row in rows)
+    # an estimate warns once per bench, not once per batch size
+    assert sum(issubclass(w.category, energy.EnergyWarning) for w in caught) == (expected == "estimate")
+    table = format_table(rows)
+    assert "J/prediction" in table and table.splitlines()[1].split()[-1] == expected
+    assert "joules_per_prediction" not in export.bench(tmp_path / "tiny.onnx", batches=(1,), seconds=0.05)[0]
+
+
+def test_cli_bench_energy(tmp_path):
+    import subprocess
+    import sys
+
+    path = tiny_onnx(tmp_path / "tiny.onnx")
+    result = subprocess.run([sys.executable, "-m", "llmasos", "bench", str(path), "--batch", "2", "--seconds", "0.1",
+                             "--energy"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()[1:3]
+    assert header.split()[-2:] == ["J/prediction", "source"] and row.split()[-1] in ("rapl", "estimate")
