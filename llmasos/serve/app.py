@@ -2,7 +2,8 @@
 
 Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}]``
 (metadata), ``.../ready``, ``POST .../infer``, ``POST /v2/repository/index``,
-``POST /v2/repository/models/{name}/load`` and ``/unload``, and ``GET /metrics`` for Prometheus.
+``POST /v2/repository/models/{name}/load`` and ``/unload``, ``GET /metrics`` for Prometheus, and
+the WebSocket ``/v2/models/{name}[/versions/{v}]/stream`` for streaming speech (see :mod:`.speech`).
 Every error is ``{"error": "..."}`` with a fitting status; with a token, every endpoint except the
 two health checks wants ``Authorization: Bearer <token>``. Loading and unloading answer 403
 unless the server was started with model control (which needs a token, see :mod:`.access`).
@@ -29,13 +30,16 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from .. import __version__
 from ..errors import ServeError
 from .metrics import Metrics
 from .protocol import HEADER_LENGTH, InferRequest, decode_request, encode_response
 from .repository import Repository
+from .speech import EXTENSION as SPEECH_STREAM
+from .speech import POLICY, converse
 from .version import PLATFORM, ModelVersion
 
 log = logging.getLogger("llmasos.serve")
@@ -119,7 +123,7 @@ class _Endpoints:
             return response
         return endpoint
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: Request | WebSocket) -> None:
         if self.limits.token is None:
             return
         given = request.headers.get("authorization", "")
@@ -128,7 +132,7 @@ class _Endpoints:
 
     async def server_metadata(self, request: Request) -> Response:
         return JSONResponse({"name": "llmasos", "version": __version__,
-                             "extensions": ["binary_tensor_data", "model_repository"]})
+                             "extensions": ["binary_tensor_data", "model_repository", SPEECH_STREAM]})
 
     async def live(self, request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -147,7 +151,7 @@ class _Endpoints:
             "name": model.name, "versions": [str(v) for v in self.repository.versions(model.name)],
             "platform": PLATFORM, "inputs": [spec.metadata() for spec in model.advertised_inputs],
             "outputs": [spec.metadata() for spec in model.outputs], "providers": model.providers,
-            "dynamic_batching": model.batcher is not None})
+            "dynamic_batching": model.batcher is not None, SPEECH_STREAM: model.speech is not None})
 
     async def model_ready(self, request: Request) -> Response:
         model = self._model(request)
@@ -204,6 +208,19 @@ class _Endpoints:
         self.metrics.latency.labels(model=model.name).observe(time.perf_counter() - started)
         return Response(body, headers=headers)
 
+    async def stream(self, websocket: WebSocket) -> None:
+        """Streaming speech-to-text (:mod:`.speech`): a refusal is an ``{"error"}`` message and a close."""
+        await websocket.accept()
+        try:
+            self._authorize(websocket)
+            model = self.repository.get(websocket.path_params["name"], websocket.path_params.get("version"))
+        except ServeError as exc:
+            self.metrics.errors.labels(status=str(exc.status)).inc()
+            await websocket.send_json({"error": str(exc)})
+            await websocket.close(POLICY)
+            return
+        await converse(websocket, model)
+
     async def index(self, request: Request) -> Response:
         return JSONResponse(self.repository.index())
 
@@ -241,6 +258,7 @@ def build_app(repository: Repository, metrics: Metrics, limits: Limits = Limits(
         *(Route(path, e.guarded(e.model_metadata)) for path in model_paths),
         *(Route(path + "/ready", e.guarded(e.model_ready)) for path in model_paths),
         *(Route(path + "/infer", e.guarded(e.infer), methods=["POST"]) for path in model_paths),
+        *(WebSocketRoute(path + "/stream", e.stream) for path in model_paths),
         Route("/v2/repository/index", e.guarded(e.index), methods=["POST"]),
         Route("/v2/repository/models/{name}/load", e.guarded(e.load), methods=["POST"]),
         Route("/v2/repository/models/{name}/unload", e.guarded(e.unload), methods=["POST"]),

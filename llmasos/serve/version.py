@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import ServeError
 from ..export.providers import ProviderSpec, session as open_session
 from .batching import Batcher, Feeds, rows_of
+from .speech import speech_settings
 from .tensors import DATATYPES, TensorSpec, specs_from_session
 from .text import TextInput
 
@@ -69,7 +70,9 @@ class ModelVersion:
         self.inputs, self.outputs = specs_from_session(session)
         self.providers: list[str] = session.get_providers()
         self._specs = {spec.name: spec for spec in self.inputs}
-        self.text = TextInput.from_metadata(session.get_modelmeta().custom_metadata_map, self._specs, max_elements)
+        metadata = session.get_modelmeta().custom_metadata_map
+        self.text = TextInput.from_metadata(metadata, self._specs, max_elements)
+        self.speech = speech_settings(metadata)  # a CTC speech model: it takes streamed audio too
         self._output_names = [spec.name for spec in self.outputs]
         self._allow_nan, self._observe = allow_nan, observe
         outputs = self._run(self._zeros())  # the warm-up: not a request, so not observed
@@ -87,10 +90,11 @@ class ModelVersion:
         return cls(name, version, open_session(path, providers, strict, session_options()), **options)
 
     def _zeros(self) -> Feeds:
-        """Warm-up input: a batch of 2 where the first dimension varies, 1 for other varying ones."""
-        feeds = {}
+        """Warm-up input: a batch of 2 where the first dimension varies, 1 for other varying ones
+        (for a speech model, the samples of one frame: its convolutions need that many)."""
+        feeds, least = {}, 1 if self.speech is None else self.speech.receptive_field
         for spec in self.inputs:
-            shape = [d if d >= 0 else 2 if i == 0 else 1 for i, d in enumerate(spec.shape)]
+            shape = [d if d >= 0 else 2 if i == 0 else least for i, d in enumerate(spec.shape)]
             dtype = DATATYPES[spec.datatype].numpy
             feeds[spec.name] = (np.full(shape, "", dtype=object) if spec.datatype == "BYTES"
                                 else np.zeros(shape, dtype))

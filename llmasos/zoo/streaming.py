@@ -20,12 +20,13 @@ blank or word delimiters (a pause), what came before is final.
             print(event)      # {"partial": "HELLO WO"} ... {"final": "HELLO WORLD", "start": 0.52, "end": 1.4}
     stream.finish()           # the last events; stream.text is the whole transcript
 
->>> plan = ChunkPlan.from_seconds(1.0, 0.5, 0.25, frame_stride=320)
+>>> plan = ChunkPlan.from_seconds(1.0, 0.2, 0.2, frame_stride=320)   # wav2vec2-base: 20 ms frames
 >>> plan.chunk, plan.left, plan.right, plan.step
-(16000, 8000, 4000, 4000)
+(16000, 3200, 3200, 9600)
 >>> [(s.start, s.end, s.left, s.right) for s in chunk_spans(30000, plan)]
-[(0, 16000, 0, 4000), (4000, 20000, 8000, 4000), (8000, 24000, 8000, 4000), (12000, 28000, 8000, 4000), \
-(16000, 30000, 8000, 0)]
+[(0, 16000, 0, 3200), (9600, 25600, 3200, 3200), (19200, 30000, 3200, 0)]
+>>> kept_frames(16000, 3200, 3200, 320)    # a middle window keeps frames 10 to 39 of its 49
+(10, 40)
 """
 
 from __future__ import annotations
