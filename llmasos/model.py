@@ -227,10 +227,22 @@ class Model:
             self._pending_state = self._trainer.get_state()
             self._trainer = None
 
-    def prune(self, amount: float = 0.5) -> float:
+    def prune(self, amount: float = 0.5, *, structured: bool = False, criterion: str = "l1") -> "float | Model":
         """Magnitude pruning: zero the ``amount`` smallest weights of every Dense and Conv kernel;
         returns the share of zeros in those kernels. Fine-tune, prune again, then export (see
-        :mod:`llmasos.export.prune`)."""
+        :mod:`llmasos.export.prune`).
+
+        ``structured=True`` removes whole Dense units and conv channels instead (the ``amount``
+        least important of each group by their weights' ``criterion`` norm, "l1" or "l2"), with
+        every layer that depends on them, and returns a new, smaller Model; this one is unchanged
+        (:mod:`llmasos.compress.prune`)::
+
+            slim = model.prune(0.5, structured=True)
+        """
+        if structured:
+            from .compress.prune import structured as prune_structured
+
+            return prune_structured(self, amount, criterion)
         from .export.prune import prune_weights
 
         weights, sparsity = prune_weights(self.spec, self.get_weights(), amount)
@@ -326,7 +338,7 @@ class Model:
               callbacks: Iterable[Callback] = (), progress: bool | None = None,
               checkpoint: str | None = None, checkpoint_every: int = 1, resume: str | None = None,
               nproc: int | None = None, precision: str = "32", clip_grad_norm: float | None = None,
-              clip_grad_value: float | None = None, accumulate: int = 1) -> History:
+              clip_grad_value: float | None = None, accumulate: int = 1, adversarial: Any = None) -> History:
         """Train ``epochs`` more epochs and return the :class:`History` of every epoch so far (also
         kept as ``model.history``).
 
@@ -368,6 +380,11 @@ class Model:
         result back; ``batch_size`` stays the global batch, so N changes the speed, not the result.
         Under torchrun (``WORLD_SIZE``) or ``TF_CONFIG`` every process calls train() and trains as
         its rank (:mod:`llmasos.distributed`).
+
+        ``adversarial=robust.PGD(eps=0.1, alpha=0.01, steps=10)`` (or ``robust.FGSM(...)``) trains
+        on each batch's adversarial examples, made against the weights of that step (Madry et al.;
+        :mod:`llmasos.robust.training`); validation stays on the clean data. Pass it again when
+        resuming; it does not go with ``nproc`` > 1 yet.
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise TrainingError(f"epochs must be a positive int, got {epochs!r}")
@@ -382,6 +399,10 @@ class Model:
             raise TrainingError(f"nproc must be a positive int (processes), got {nproc!r}")
         if nproc is not None and nproc > 1:
             from .launch import launch
+
+            if adversarial is not None:
+                raise TrainingError("adversarial= does not go with nproc= yet (the workers would not attack their "
+                                    "batches); train adversarially in one process (nproc=None)")
 
             if class_weight is not None or inputs.weights is not None or inputs.validation_weights is not None:
                 raise TrainingError("class_weight and sample_weight do not go with nproc= yet; train in one process")
@@ -408,6 +429,10 @@ class Model:
         self.build(seed)
         options = StepOptions(precision, clip_grad_norm, clip_grad_value, accumulate)
         trainer = distributed.shard_trainer(self, self._get_trainer(optimizer, self._loss, seed, options))
+        if adversarial is not None:
+            from .robust.training import AdversarialTrainer, adversarial_attack
+
+            trainer = AdversarialTrainer(trainer, self, adversarial_attack(adversarial, self))
         progress = progress if distributed.is_main() else False
         callbacks = list(callbacks)
         if checkpoint is not None:
