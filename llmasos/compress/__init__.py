@@ -1,5 +1,6 @@
 """Smaller and cheaper models whose results are ordinary llmasos Models: knowledge distillation
-(:func:`distill`), structured pruning (``Model.prune(amount, structured=True)``, :mod:`.prune`) and
+(:func:`distill`), a transformer started from some of a bigger one's blocks (:func:`shrink`),
+structured pruning (``Model.prune(amount, structured=True)``, :mod:`.prune`) and
 the side-by-side :func:`compare` table. Importing it imports no framework.
 
     from llmasos import compress
@@ -8,6 +9,7 @@ the side-by-side :func:`compare` table. Importing it imports no framework.
 """
 
 from .distill import NO_LABEL, distill
+from .shrink import shrink
 from .teacher import Teacher
 
-__all__ = ["NO_LABEL", "Teacher", "distill"]
+__all__ = ["NO_LABEL", "Teacher", "distill", "shrink"]
