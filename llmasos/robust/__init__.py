@@ -5,8 +5,12 @@ same numbers, and a robustness report a team can hand on:
 from llmasos import robust
 x_adv = robust.fgsm(model, x, y, eps=0.1)                        # NumPy in, NumPy out
 x_adv = robust.pgd(model, x, y, eps=0.1, alpha=0.01, steps=40, norm="l2")
+x_adv = robust.deepfool(model, x, y)                             # minimum-norm (L2)
 report = robust.evaluate(model, test, attacks=["fgsm", robust.PGD(steps=40)], eps=[0, 0.05, 0.1])
 print(report.table()); report.plot("robustness.png"); report.to_json()
+report.attach(model); model.save("model.h5")      # `robustness` in the .h5, its ONNX export, `llmasos info`
+robust.evaluate("model.onnx", test, attacks=["square"], eps=[0.1])   # query-only: no gradient needed
+model.train(train, opt, epochs=15, adversarial=robust.PGD(eps=0.1, alpha=0.01, steps=10))   # Madry et al.
 ```
 
 Gradients come from the model's own framework through its adapter
@@ -15,6 +19,9 @@ once. Importing this package imports no framework.
 """
 
 from .attacks import FGSM, PGD, fgsm, make_attack, pgd, predicted_labels
+from .deepfool import DeepFool, deepfool
 from .report import Report, evaluate
+from .square import Square, square
 
-__all__ = ["FGSM", "PGD", "Report", "evaluate", "fgsm", "make_attack", "pgd", "predicted_labels"]
+__all__ = ["DeepFool", "FGSM", "PGD", "Report", "Square", "deepfool", "evaluate", "fgsm", "make_attack", "pgd",
+           "predicted_labels", "square"]

@@ -1,6 +1,6 @@
 """Gradient attacks, written once in NumPy on the gradient each adapter gives
 (:meth:`~llmasos.adapters.base.CompiledModel.input_gradient`): FGSM and PGD (L-infinity and L2,
-random start, restarts).
+random start, restarts); the minimum-norm DeepFool is in :mod:`llmasos.robust.deepfool`.
 
 Each attack works on the logits (the loss is cross-entropy on logits, never on softmax outputs),
 with the model in inference mode (its mode restored after), and keeps every example within
@@ -45,11 +45,17 @@ class _Batch:
             raise AttackError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
 
-    def gradient(self, x: np.ndarray) -> np.ndarray:
-        """d(mean loss over each batch)/dx, in batches of ``batch_size``."""
+    def gradient(self, x: np.ndarray, target: np.ndarray | None = None, per_example: bool = False) -> np.ndarray:
+        """d(mean loss over each batch of ``batch_size``)/dx, against ``target`` (default: the
+        labels); ``per_example`` gives each example's own loss gradient (a batch's mean times its
+        size: in inference mode examples do not interact)."""
         compiled, step = self.model.compiled, self.batch_size
-        return np.concatenate([compiled.input_gradient([x[s:s + step]], self.target[s:s + step], self.loss)[0]
-                               for s in range(0, len(x), step)]) if len(x) else np.zeros_like(x)
+        target = self.target if target is None else target
+        parts = []
+        for s in range(0, len(x), step):
+            grad = compiled.input_gradient([x[s:s + step]], target[s:s + step], self.loss)[0]
+            parts.append(grad * np.float32(len(grad)) if per_example else grad)
+        return np.concatenate(parts) if parts else np.zeros_like(x)
 
     def fooled(self, x: np.ndarray) -> np.ndarray:
         return predicted_labels(self.model, x) != self.labels
@@ -186,13 +192,15 @@ class PGD:
         return replace(self, eps=eps)
 
 
-ATTACKS = {"fgsm": FGSM, "pgd": PGD}
+def make_attack(attack: Any) -> Any:
+    """An attack object from a name ("fgsm", "pgd", "deepfool", "square") or the object itself."""
+    from .deepfool import DeepFool   # here: deepfool builds on this module
+    from .square import Square
 
-
-def make_attack(attack: Any) -> FGSM | PGD:
-    """An attack object from a name ("fgsm", "pgd") or the object itself."""
-    if isinstance(attack, (FGSM, PGD)):
+    known = {"fgsm": FGSM, "pgd": PGD, "deepfool": DeepFool, "square": Square}
+    if isinstance(attack, tuple(known.values())):
         return attack
-    if isinstance(attack, str) and attack.lower() in ATTACKS:
-        return ATTACKS[attack.lower()]()
-    raise AttackError(f"unknown attack {attack!r}; known: {', '.join(ATTACKS)}, or an FGSM(...)/PGD(...) object")
+    if isinstance(attack, str) and attack.lower() in known:
+        return known[attack.lower()]()
+    raise AttackError(f"unknown attack {attack!r}; known: {', '.join(known)}, or an attack object "
+                      f"(FGSM(...), PGD(...), DeepFool(...), Square(...))")

@@ -9,14 +9,16 @@ JSON a file's metadata can carry.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from ..errors import AttackError
-from .attacks import make_attack, predicted_labels
+from .attacks import make_attack
 from .checks import check_eps, check_labels, check_model
+from .square import scorer
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -41,9 +43,30 @@ class Report:
         return json.dumps(self.to_dict())
 
     @classmethod
+    def from_dict(cls, data: dict) -> "Report":
+        return cls(rows=[dict(row) for row in data["rows"]], samples=data["samples"])
+
+    @classmethod
     def from_json(cls, text: str) -> "Report":
-        data = json.loads(text)
-        return cls(rows=data["rows"], samples=data["samples"])
+        return cls.from_dict(json.loads(text))
+
+    def attach(self, target: Any) -> None:
+        """Keep the report as ``robustness`` in a Model's metadata (saved in its ``.h5`` and carried
+        into its ONNX export), or write it into an ``.onnx`` file's metadata in place; ``llmasos
+        info`` shows it."""
+        if hasattr(target, "metadata") and hasattr(target, "spec"):
+            target.metadata["robustness"] = self.to_dict()
+            return
+        path = os.fspath(target)
+        if not path.endswith(".onnx"):
+            raise AttackError(f"attach takes an llmasos Model or an .onnx path, got {target!r}")
+        import onnx
+
+        from ..export.metadata import write_metadata
+
+        proto = onnx.load(path)
+        write_metadata(proto, {"robustness": self.to_dict()})
+        onnx.save(proto, path)
 
     def accuracy(self, attack: str, eps: float) -> float:
         """The adversarial accuracy of ``attack`` (its label, e.g. "pgd") at ``eps``."""
@@ -90,16 +113,26 @@ class Report:
 def evaluate(model: "Model", data: Any, attacks: Iterable[Any] = ("fgsm", "pgd"),
              eps: Iterable[float] = (0.0, 0.05, 0.1), *, bounds: tuple[float, float] | None = None) -> Report:
     """Attack ``data`` (a labelled Dataset, or ``(X, y)``) with each of ``attacks`` (names or
-    :class:`~llmasos.robust.FGSM`/:class:`~llmasos.robust.PGD` objects) at each ``eps``;
-    ``bounds`` overrides the attacks' own (default (0, 1))."""
-    check_model(model)
+    attack objects: :class:`~llmasos.robust.FGSM`, :class:`~llmasos.robust.PGD`,
+    :class:`~llmasos.robust.DeepFool`, :class:`~llmasos.robust.Square`) at each ``eps``;
+    ``bounds`` overrides the attacks' own (default (0, 1)). ``model`` is an llmasos Model, or,
+    for query-only attacks (``"square"``), an ``.onnx`` path or a function from inputs to scores.
+    Keep the result with :meth:`Report.attach`."""
     x, y = _arrays(data)
     attacks = [make_attack(a) for a in (attacks if not isinstance(attacks, str) else [attacks])]
     eps = [check_eps(e) for e in (eps if isinstance(eps, Iterable) else [eps])]
     if not attacks or not eps:
         raise AttackError("evaluate needs at least one attack and one eps")
-    labels = check_labels(y, len(x), model.classes)
-    clean = predicted_labels(model, x) == labels
+    if any(getattr(attack, "needs_gradient", True) for attack in attacks):
+        check_model(model)
+    score = scorer(model)
+
+    def predicted(inputs: np.ndarray) -> np.ndarray:
+        out = np.asarray(score(inputs))
+        return (out[:, 0] > 0.5).astype(np.int64) if out.shape[-1] == 1 else out.argmax(axis=-1)
+
+    labels = check_labels(y, len(x), np.asarray(score(x[:1])).shape[-1])
+    clean = predicted(x) == labels
     report = Report(samples=len(x))
     for attack in attacks:
         if bounds is not None:
@@ -107,7 +140,7 @@ def evaluate(model: "Model", data: Any, attacks: Iterable[Any] = ("fgsm", "pgd")
         label = attack.name if getattr(attack, "norm", "inf") == "inf" else f"{attack.name}-{attack.norm}"
         for e in eps:
             adv = attack.with_eps(e)(model, x, labels)
-            right = predicted_labels(model, adv) == labels
+            right = predicted(adv) == labels
             delta = (adv - x).reshape(len(x), -1)
             norms = np.abs(delta).max(axis=1) if getattr(attack, "norm", "inf") == "inf" else np.linalg.norm(delta, axis=1)
             report.rows.append({

@@ -119,5 +119,25 @@ def test_bad_input_is_refused_naming_the_fix(cnn):
         robust.pgd(model, x, y, eps=0.1, norm="l1")
     with pytest.raises(AttackError, match=r"restarts > 1 would repeat the same attack"):
         robust.pgd(model, x, y, eps=0.1, restarts=3, random_start=False)
-    with pytest.raises(AttackError, match=r"unknown attack 'cw'; known: fgsm, pgd"):
+    with pytest.raises(AttackError, match=r"unknown attack 'cw'; known: fgsm, pgd, deepfool"):
         robust.evaluate(model, (x, y), attacks=["cw"])
+
+
+def test_deepfool_finds_near_minimal_examples(cnn):
+    model, x, y = cnn
+    right = robust.predicted_labels(model, x) == y
+    adversarial = robust.deepfool(model, x, y, steps=50)
+    fooled = robust.predicted_labels(model, adversarial) != y
+    assert fooled[right].mean() >= 0.95 and np.array_equal(adversarial[~right], x[~right])
+    delta = adversarial - x
+    norms = np.linalg.norm(delta.reshape(len(x), -1), axis=1)
+    # near the boundary: most examples are still classified right a fifth of the way back
+    assert (robust.predicted_labels(model, x + 0.8 * delta) == y)[right].mean() >= 0.6
+    # far smaller than what PGD-L2 uses at the same success (a maximum-norm attack spends its eps)
+    pgd = robust.pgd(model, x, y, eps=float(np.quantile(norms[right], 0.95)), steps=20, norm="l2")
+    assert np.median(norms[right]) < 0.8 * np.median(np.linalg.norm((pgd - x).reshape(len(x), -1), axis=1)[right])
+    # an eps budget returns the clean input where more was needed
+    budget = float(np.median(norms[right]))
+    capped = robust.deepfool(model, x, y, eps=budget)
+    capped_norms = np.linalg.norm((capped - x).reshape(len(x), -1), axis=1)
+    assert capped_norms.max() <= budget + 1e-6 and np.array_equal(capped_norms > 0, right & (norms <= budget))
