@@ -338,7 +338,8 @@ class Model:
               callbacks: Iterable[Callback] = (), progress: bool | None = None,
               checkpoint: str | None = None, checkpoint_every: int = 1, resume: str | None = None,
               nproc: int | None = None, precision: str = "32", clip_grad_norm: float | None = None,
-              clip_grad_value: float | None = None, accumulate: int = 1, adversarial: Any = None) -> History:
+              clip_grad_value: float | None = None, accumulate: int = 1, adversarial: Any = None,
+              energy: bool = False) -> History:
         """Train ``epochs`` more epochs and return the :class:`History` of every epoch so far (also
         kept as ``model.history``).
 
@@ -385,6 +386,10 @@ class Model:
         on each batch's adversarial examples, made against the weights of that step (Madry et al.;
         :mod:`llmasos.robust.training`); validation stays on the clean data. Pass it again when
         resuming; it does not go with ``nproc`` > 1 yet.
+
+        ``energy=True`` leaves the run's joules, seconds and their ``source`` ("rapl", or
+        "estimate" with a warning where no counter is readable) in ``history.energy``
+        (:mod:`llmasos.compress.energy`).
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise TrainingError(f"epochs must be a positive int, got {epochs!r}")
@@ -400,6 +405,8 @@ class Model:
         if nproc is not None and nproc > 1:
             from .launch import launch
 
+            if energy:
+                raise TrainingError("energy=True measures this process; train without nproc= to measure it")
             if adversarial is not None:
                 raise TrainingError("adversarial= does not go with nproc= yet (the workers would not attack their "
                                     "batches); train adversarially in one process (nproc=None)")
@@ -437,6 +444,10 @@ class Model:
         callbacks = list(callbacks)
         if checkpoint is not None:
             callbacks.append(Checkpoint(checkpoint, every=checkpoint_every))
+        if energy:
+            from .compress.energy import training_meter
+
+            callbacks.append(training_meter())
         last_epoch = epochs if resume is not None else self._epoch + epochs
         if self._epoch >= last_epoch:   # a resumed run that its checkpoint already finished
             return self.history

@@ -8,8 +8,9 @@ the side-by-side :func:`compare` table. Importing it imports no framework.
                                temperature=4.0, alpha=0.9)
 """
 
+from .compare import Comparison, compare
 from .distill import NO_LABEL, distill
 from .shrink import shrink
 from .teacher import Teacher
 
-__all__ = ["NO_LABEL", "Teacher", "distill", "shrink"]
+__all__ = ["NO_LABEL", "Comparison", "Teacher", "compare", "distill", "shrink"]
