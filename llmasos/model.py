@@ -389,7 +389,7 @@ class Model:
 
         ``energy=True`` leaves the run's joules, seconds and their ``source`` ("rapl", or
         "estimate" with a warning where no counter is readable) in ``history.energy``
-        (:mod:`llmasos.compress.energy`).
+        (:mod:`llmasos.energy`).
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise TrainingError(f"epochs must be a positive int, got {epochs!r}")
@@ -444,10 +444,6 @@ class Model:
         callbacks = list(callbacks)
         if checkpoint is not None:
             callbacks.append(Checkpoint(checkpoint, every=checkpoint_every))
-        if energy:
-            from .compress.energy import training_meter
-
-            callbacks.append(training_meter())
         last_epoch = epochs if resume is not None else self._epoch + epochs
         if self._epoch >= last_epoch:   # a resumed run that its checkpoint already finished
             return self.history
@@ -455,11 +451,22 @@ class Model:
                                                                      getattr(dataset, "classes", None))
         if weights is not None:
             weights.check(dataset)
-        return fit(trainer, feed(dataset, inputs.weights, weights), owner=self, prepare=self.shape_input,
-                   classes=self.classes, loss=self._loss, optimizer=optimizer, epochs=last_epoch, batch_size=batch_size,
-                   validation=None if validation is None else feed(validation, inputs.validation_weights),
-                   seed=seed, metrics=metrics, callbacks=callbacks, progress=progress, history=self.history,
-                   start_epoch=self._epoch, start_step=self._step, after_epoch=self._after_epoch)
+        meter = None
+        if energy:
+            from . import energy as energy_meters
+
+            meter = energy_meters.measure(powercap=energy_meters.POWERCAP).start()
+        try:
+            history = fit(trainer, feed(dataset, inputs.weights, weights), owner=self, prepare=self.shape_input,
+                          classes=self.classes, loss=self._loss, optimizer=optimizer, epochs=last_epoch,
+                          batch_size=batch_size,
+                          validation=None if validation is None else feed(validation, inputs.validation_weights),
+                          seed=seed, metrics=metrics, callbacks=callbacks, progress=progress, history=self.history,
+                          start_epoch=self._epoch, start_step=self._step, after_epoch=self._after_epoch)
+        finally:
+            if meter is not None:   # stopped even when training fails: its polling thread ends
+                self.history.energy = meter.stop()
+        return history
 
     def _numbered(self, dataset: "Dataset", fix: bool = False) -> "Dataset":
         """``dataset`` with its text labels numbered by the model's labels (``metadata["labels"]``),
