@@ -10,6 +10,8 @@
                    [--int8-target auto|avx2|avx512|vnni|arm64] [--fp16] [--external-data]
                    [--triton-repo DIR] [--kserve MANIFEST --storage-uri URI]
     llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32] [--energy]
+    llmasos robust model.h5|model.onnx --data test.csv [--eps 0,0.05,0.1] [--attacks fgsm,pgd,deepfool,square]
+                   [--samples N] [--queries 300] [--bounds 0,1] [--json FILE] [--plot FILE] [--save]
     llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token-file FILE] [--model-control]
     llmasos zoo list                                names, tasks, frameworks, parameters, weight sources
     llmasos zoo export NAME -o model.onnx [--framework tf] [--pretrained [PATH]] [--num-classes N]
@@ -158,6 +160,12 @@ def _info(args: argparse.Namespace) -> int:
     else:
         raise ModelFileError(f"{path}: llmasos info reads .h5 (llmasos models) and .onnx files, "
                              f"got {suffix or 'no suffix'!r}")
+    # a robustness report (llmasos robust --save, robust.Report.attach) reads best as its table
+    stored = details.get("robustness") or (details.get("metadata") or {}).pop("robustness", None)
+    if isinstance(stored, dict):
+        from .robust.report import Report
+
+        details["robustness"] = "robustness:\n" + Report.from_dict(stored).table()
     print(_render(details))
     return 0
 
@@ -419,9 +427,78 @@ def _zoo_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- robust -------------------------------------------------------------------------------------
+
+
+def _add_robust(commands: Any) -> None:
+    parser = commands.add_parser("robust", help="adversarial robustness report of a .h5 (gradient attacks) or an "
+                                                ".onnx (query-only Square attack)")
+    parser.add_argument("model", help="an llmasos .h5 file, or an .onnx file (attacked through its outputs only)")
+    parser.add_argument("--data", required=True, help="labelled test data (CSV, Parquet, ...), inputs in --bounds")
+    parser.add_argument("--target", default="label", help="the label column (default: label)")
+    parser.add_argument("--eps", default="0,0.05,0.1", help="comma-separated eps values (default: 0,0.05,0.1)")
+    parser.add_argument("--attacks", help="comma-separated: fgsm, pgd, deepfool, square (default: fgsm,pgd for "
+                                          "a .h5, square for an .onnx)")
+    parser.add_argument("--samples", type=int, help="attack only the first N examples")
+    parser.add_argument("--queries", type=int, default=300, help="queries per example for square (default 300)")
+    parser.add_argument("--bounds", default="0,1", help="the range inputs may take, low,high (default 0,1)")
+    parser.add_argument("--json", help="also write the report as JSON to this file")
+    parser.add_argument("--plot", help="also plot accuracy against eps to this image")
+    parser.add_argument("--save", action="store_true", help="store the report in the model file (metadata "
+                                                            "'robustness', shown by llmasos info)")
+    parser.set_defaults(run=_robust)
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        from .errors import AttackError
+
+        raise AttackError(f"--{what} takes comma-separated numbers, got {text!r}") from None
+
+
+def _robust(args: argparse.Namespace) -> int:
+    from . import Dataset, Model, robust
+
+    path = Path(args.model)
+    onnx_file = path.suffix.lower() == ".onnx"
+    if not onnx_file and path.suffix.lower() not in (".h5", ".hdf5"):
+        raise ModelFileError(f"{path}: llmasos robust reads .h5 and .onnx files, got {path.suffix or 'no suffix'!r}")
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file")
+    x, y = Dataset(args.data, mode="test", target=args.target).arrays()
+    if args.samples is not None:
+        x, y = x[:args.samples], y[:args.samples]
+    bounds = tuple(_numbers(args.bounds, "bounds"))
+    names = (args.attacks or ("square" if onnx_file else "fgsm,pgd")).split(",")
+    attacks = [robust.Square(queries=args.queries) if name.strip() == "square" else name.strip() for name in names]
+    if onnx_file:
+        from .export import info
+
+        shape = info(str(path))["inputs"][0]["shape"][1:]
+        if all(isinstance(d, int) and d > 0 for d in shape) and x.ndim == 2:   # flat rows: the file's layout
+            x = x.reshape(len(x), *shape)
+        target: Any = str(path)
+    else:
+        target = Model.load(str(path))
+    report = robust.evaluate(target, (x, y), attacks=attacks, eps=_numbers(args.eps, "eps"), bounds=bounds)
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(report.to_json())
+    if args.plot:
+        report.plot(args.plot)
+    if args.save:
+        report.attach(target)
+        if not onnx_file:
+            target.save(str(path))
+        print(f"saved the report in {path} (llmasos info shows it)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Any], None]] = {"train": _add_train, "info": _add_info, "demo": _add_demo,
                                                "serve": _add_serve, "export": _add_export, "bench": _add_bench,
-                                               "zoo": _add_zoo}
+                                               "zoo": _add_zoo, "robust": _add_robust}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ frozen               the layers the model keeps frozen (``trainable`` False in t
 preprocessing        e.g. ``{"scale": 0.0625}`` or ``{"mean": [...], "std": [...]}`` or a tokenizer,
                      from ``model.metadata["preprocessing"]``, when given
 optimization         what was done after export ("int8 dynamic", "fp16", ...), in order
+robustness           an adversarial robustness report (:class:`llmasos.robust.Report` as a dict),
+                     from ``model.metadata["robustness"]`` or ``Report.attach("model.onnx")``
 llmasos.tokenizer    a text model's ``tokenizer.json`` text, so the file alone can take strings
 llmasos.text_inputs  which inputs the tokenizer fills and how (JSON), e.g. ``{"inputs": ["input_ids",
                      "attention_mask", "token_type_ids"], "pad_id": 0, "max_length": 512,
@@ -52,9 +54,9 @@ if TYPE_CHECKING:
 
 _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)   # shapes and indices, not weights
 TOKENIZER, TEXT_INPUTS, INT8, CTC = "llmasos.tokenizer", "llmasos.text_inputs", "llmasos.int8", "llmasos.ctc"
-JSON_KEYS = ("spec", "inputs", "outputs", "labels", "frozen", "preprocessing", "optimization", TEXT_INPUTS, INT8,
-             CTC)
-FROM_MODEL = ("labels", "preprocessing")    # keys of ``model.metadata`` that travel into the file
+JSON_KEYS = ("spec", "inputs", "outputs", "labels", "frozen", "preprocessing", "optimization", "robustness",
+             TEXT_INPUTS, INT8, CTC)
+FROM_MODEL = ("labels", "preprocessing", "robustness")    # keys of ``model.metadata`` that travel into the file
 
 
 def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
