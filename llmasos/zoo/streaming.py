@@ -158,8 +158,8 @@ class _Utterances:
 
     def __init__(self, vocabulary: audio.CTCVocabulary, endpoint: int) -> None:
         self.vocabulary, self.endpoint = vocabulary, endpoint
-        silent = [vocabulary.blank, *(i for i, t in vocabulary.tokens.items() if t == vocabulary.word_delimiter_token)]
-        self._silent = np.array(silent)
+        self._silent = {vocabulary.blank, *(i for i, t in vocabulary.tokens.items()
+                                            if t == vocabulary.word_delimiter_token)}
         self.ids: list[np.ndarray] = []       # every frame so far, for the whole transcript
         self._segment: list[int] = []         # frame ids of the utterance under way
         self._times: list[float] = []         # and their start times in seconds
@@ -185,7 +185,7 @@ class _Utterances:
         """The utterance under way as a final event (none if it has no text yet); a new one begins."""
         segment, times = np.array(self._segment, dtype=np.int64), self._times
         self._segment, self._times, self._partial = [], [], ""
-        sounds = np.flatnonzero(~np.isin(segment, self._silent))
+        sounds = np.flatnonzero(~np.isin(segment, list(self._silent)))
         text = self.vocabulary.decode(segment)
         if not text:
             return []
