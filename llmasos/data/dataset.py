@@ -14,6 +14,7 @@ from ..errors import DataError
 from ..layout import conform
 from .base import Block, InMemory
 from .sources import open_source
+from ..texts import Tokens
 from .text import class_ids, named_classes, read_texts, text_labels, tokenise
 
 MODES = ("train", "test")
@@ -32,9 +33,16 @@ class Dataset:
     ([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]], (0, 1))
     """
 
-    def __new__(cls, *args: Any, text: str | None = None, **kwargs: Any) -> "Dataset":
-        # Dataset(..., text="column") is a TextDataset, so there is one entry point for all data
-        return super().__new__(TextDataset if text is not None and cls is Dataset else cls)
+    def __new__(cls, *args: Any, text: Any = None, audio: str | None = None, **kwargs: Any) -> "Dataset":
+        # Dataset(..., text="column") is a TextDataset and Dataset(..., audio="column") an
+        # AudioDataset, so there is one entry point for all data
+        if cls is not Dataset:
+            return super().__new__(cls)
+        if audio is not None:
+            from .audio import AudioDataset
+
+            return super().__new__(AudioDataset)
+        return super().__new__(TextDataset if text is not None else cls)
 
     def __init__(self, source: Any, y: Any = None, *, mode: str = "train", target: str | None = "label",
                  features: Sequence[str] | None = None, chunk_size: int | None = None,
@@ -182,9 +190,10 @@ class Dataset:
 
 class TextDataset(Dataset):
     """Texts tokenised once, and their labels, served as ``({input name: array}, labels)``
-    batches; shuffling and batching are :class:`Dataset`'s, run over the row numbers.
+    batches, each padded to its own longest text (not the corpus's); shuffling and batching are
+    :class:`Dataset`'s, run over the row numbers.
 
-    ``tokenizer`` is a zoo text model (its ``encode`` makes exactly its inputs, padded with its
+    ``tokenizer`` is a zoo text model (its ``tokens`` make exactly its inputs, padded with its
     pad id and checked against its maximum length), a ``tokenizers.Tokenizer``, or the path of a
     ``tokenizer.json`` (``input_ids``, ``attention_mask`` and ``token_type_ids``, padded with 0).
     Text labels become class ids: in the order of the model's label names when it has them (a
@@ -192,18 +201,39 @@ class TextDataset(Dataset):
     model numbers every dataset it is given by its own labels (:meth:`with_classes`), so the ids
     never depend on which labels one dataset happens to hold.
 
+    ``task="causal-lm"`` makes each text its own labels (a language model learns the next token):
+    the ids, with -100 where a batch is padded, so the loss leaves padding out. A text longer
+    than the model takes is an error unless ``truncation=True`` (cut to the model's maximum).
+    ``bucket=True`` groups texts of similar length into the shuffled training batches (the rows
+    of 50 batches at a time sorted by length, then the batches shuffled), so less is padded;
+    unshuffled reading (evaluation, prediction) keeps the file's order.
+
+    ``target_text="de"`` names a column of target texts for a sequence-to-sequence zoo model
+    (Marian): the labels are the target ids padded with -100 per batch, and each batch carries
+    the ``decoder_input_ids`` teacher forcing feeds, the labels shifted right behind the
+    decoder's start token (as transformers makes them from ``labels=``)::
+
+        mt.train(Dataset(pairs, text="en", target_text="de", tokenizer=mt), Optimizer("AdamW", lr=5e-5))
+
     >>> from tokenizers import Tokenizer, models, pre_tokenizers
     >>> words = Tokenizer(models.WordLevel({"[PAD]": 0, "good": 1, "bad": 2, "film": 3}, unk_token="[PAD]"))
     >>> words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     >>> ds = Dataset(["good film", "bad"], ["pos", "neg"], text="review", tokenizer=words, mode="test")
     >>> ds.classes, [(x["input_ids"].tolist(), y.tolist()) for x, y in ds.batches(2)]
     (['neg', 'pos'], [([[1, 3], [2, 0]], [1, 0])])
+    >>> [x["input_ids"].tolist() for x, _ in ds.batches(1)]     # each batch padded on its own
+    [[[1, 3]], [[2]]]
+    >>> lm = Dataset(["good film", "bad"], text=0, tokenizer=words, task="causal-lm", mode="test")
+    >>> lm.arrays()[1].tolist()
+    [[1, 3], [2, -100]]
     """
 
     classes: list[str] | None = None
+    TASKS = (None, "causal-lm")
 
-    def __init__(self, source: Any, y: Any = None, *, text: str = "text", tokenizer: Any = None, mode: str = "train",
-                 target: str | None = "label", features: Sequence[str] | None = None, chunk_size: int | None = None,
+    def __init__(self, source: Any, y: Any = None, *, text: Any = "text", tokenizer: Any = None, mode: str = "train",
+                 target: str | None = "label", target_text: str | None = None, task: str | None = None,
+                 truncation: bool = False, bucket: bool = False, features: Sequence[str] | None = None, chunk_size: int | None = None,
                  shape: Sequence[int] | None = None, dtype: str = "float32") -> None:
         unused = [name for name, value in (("features", features), ("chunk_size", chunk_size), ("shape", shape))
                   if value is not None]
@@ -212,18 +242,32 @@ class TextDataset(Dataset):
                             f"tokenised)")
         if tokenizer is None:
             raise DataError("texts need tokenizer=: a zoo text model, a tokenizers.Tokenizer or a tokenizer.json path")
-        texts, labels, name = read_texts(source, y, text, target)
+        if task not in self.TASKS:
+            raise DataError(f"task must be one of {', '.join(map(repr, self.TASKS))} for texts, got {task!r}")
+        if task == "causal-lm":
+            if y is not None:
+                raise DataError("task='causal-lm' takes no labels: each text is its own (the next token is learnt)")
+            target = None
+        self.targets: Tokens | None = None  # the target texts' ids (target_text=)
+        if target_text is not None:
+            texts, targets, name = read_texts(source, y, text, target_text, targets=True)
+            if task is not None or not hasattr(tokenizer, "decoder_input_ids"):
+                raise DataError(f"target_text= is for a sequence-to-sequence zoo model as tokenizer= (marian), "
+                                f"without task=; got {type(tokenizer).__name__}" + (f" and task={task!r}" if task else ""))
+            self.targets, labels = tokenizer.tokens(targets, truncation=truncation, target=True), None
+            self._decoder_inputs = tokenizer.decoder_input_ids
+        else:
+            texts, labels, name = read_texts(source, y, text, target)
         self._names = text_labels(labels)  # each row's label, when the labels are text
         if self._names is not None:
             model_classes = named_classes((getattr(tokenizer, "metadata", None) or {}).get("labels"))
             self.classes = model_classes or sorted(set(self._names))
             labels = class_ids(self._names, self.classes, name)
 
-        inputs = tokenise(tokenizer, texts)
-        self.inputs, self.name, self.mode = inputs, name, mode
-        rows = len(next(iter(inputs.values())))
-        self.rows = Dataset(np.arange(rows)[:, None], labels, mode=mode, dtype="int64")
-        self.feature_shape = next(iter(inputs.values())).shape[1:]
+        self.tokens = tokenise(tokenizer, texts, truncation)
+        self.task, self.bucket, self.name, self.mode = task, bool(bucket), name, mode
+        self.rows = Dataset(np.arange(len(self.tokens))[:, None], labels, mode=mode, dtype="int64")
+        self.feature_shape = (int(self.tokens.lengths.max()),)
 
     def with_classes(self, classes: Sequence[str]) -> "TextDataset":
         """The same texts (sharing their tokens) with the labels numbered by ``classes``, a
@@ -251,30 +295,76 @@ class TextDataset(Dataset):
         return len(self.rows)
 
     @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        """Every text's inputs, padded to the longest text of all."""
+        return self.tokens.pad()
+
+    @property
     def streaming(self) -> bool:
         return False
 
     @property
     def has_labels(self) -> bool:
-        return self.rows.has_labels
+        return self._sequences is not None or self.rows.has_labels
 
     @property
     def label_dtype(self) -> np.dtype | None:
-        return self.rows.label_dtype
+        return np.dtype(np.int64) if self._sequences is not None else self.rows.label_dtype
 
     def labels_range(self) -> tuple[Any, Any]:
+        if self._sequences is not None:
+            ids = self._sequences.values["input_ids"]
+            return int(ids.min()), int(ids.max())
         return self.rows.labels_range()
 
+    @property
+    def _sequences(self) -> Tokens | None:
+        """The token sequences the labels come from: the targets, a causal LM's own texts, else None."""
+        return self.targets if self.targets is not None else self.tokens if self.task == "causal-lm" else None
+
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None, epoch: int = 0):
-        for rows, labels in self.rows.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch):
-            yield {name: values[rows[:, 0]] for name, values in self.inputs.items()}, labels
+        for rows, labels in buckets(self.rows, self.tokens.lengths, batch_size, self.bucket and shuffle, seed, epoch,
+                                    shuffle):
+            yield self._batch(rows, labels)
+
+    def _batch(self, rows: np.ndarray, labels: np.ndarray | None) -> tuple[dict[str, np.ndarray], Any]:
+        x = self.tokens.pad(rows)
+        if self._sequences is not None:
+            labels = self._sequences.labels(rows)
+        if self.targets is not None:
+            x["decoder_input_ids"] = self._decoder_inputs(labels)
+        return x, labels
 
     def arrays(self) -> tuple[dict[str, np.ndarray], "np.ndarray | None"]:
-        return dict(self.inputs), self.rows.arrays()[1]
+        return self._batch(np.arange(len(self)), self.rows.arrays()[1])
 
     def __repr__(self) -> str:
-        return (f"TextDataset({self.name!r}, mode={self.mode!r}, rows={len(self)}, inputs={list(self.inputs)}, "
-                f"length={self.feature_shape[0]}, labels={self.label_dtype})")
+        return (f"TextDataset({self.name!r}, mode={self.mode!r}, rows={len(self)}, inputs={list(self.tokens.values)}, "
+                f"longest={self.feature_shape[0]}, labels={self.label_dtype}"
+                f"{', task=' + repr(self.task) if self.task else ''}"
+                f"{', targets=' + str(len(self.targets)) if self.targets is not None else ''})")
+
+
+BUCKET_BATCHES = 50   # batches whose rows are sorted by length together when bucketing
+
+
+def buckets(rows: Dataset, lengths: np.ndarray, batch_size: int, bucket: bool, seed: int | None, epoch: int,
+            shuffle: bool) -> Iterator[tuple[np.ndarray, "np.ndarray | None"]]:
+    """``(row numbers, labels)`` batches of ``rows`` (a dataset of row numbers); with ``bucket``,
+    the rows of :data:`BUCKET_BATCHES` shuffled batches at a time sorted by ``lengths`` and cut
+    into batches again, which then come in a shuffled order (the same for the same seed and epoch)."""
+    window = BUCKET_BATCHES if bucket else 1
+    order = Dataset._rng(seed, epoch) if bucket else None
+    for numbers, labels in rows.batches(batch_size * window, shuffle=shuffle, seed=seed, epoch=epoch):
+        numbers = numbers[:, 0]
+        if not bucket:
+            yield numbers, labels
+            continue
+        by_length = np.argsort(lengths[numbers], kind="stable")
+        groups = [by_length[start:start + batch_size] for start in range(0, len(numbers), batch_size)]
+        for index in order.permutation(len(groups)):
+            group = groups[index]
+            yield numbers[group], None if labels is None else labels[group]
 
 
 def _label_stats(y: np.ndarray, stats: tuple | None) -> tuple[Any, Any, bool]:

@@ -6,46 +6,68 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import DataError
+from ..texts import Tokens, tokenize
 from .checks import quoted
 from .tabular import read_csv
 
 
-def read_texts(source: Any, y: Any, column: str, target: str | None) -> tuple[list[str], Any, str]:
-    """The texts, the labels (None without) and a name for messages."""
+def read_texts(source: Any, y: Any, column: str, target: str | None,
+               targets: bool = False) -> tuple[list[str], Any, str]:
+    """The texts, the labels (None without) and a name for messages; with ``targets`` the
+    ``target`` column holds target texts (a table's), checked as the texts are."""
+    if targets and not hasattr(source, "columns") and not isinstance(source, (str, os.PathLike)):
+        raise DataError("target_text= names a column of a table (a .csv/.parquet path or a DataFrame) holding the "
+                        "target texts beside the source column text=")
     if isinstance(source, (list, tuple)):
         texts, labels, name = list(source), y, "texts"
     else:
         if y is not None:
             raise DataError("y= goes with a list of texts; a table names its label column with target=")
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():
-                raise DataError(f"{path}: texts are read from an existing .csv or .parquet file, a DataFrame or a list")
-            import pandas as pd
-
-            frame = read_csv(path, str(path)) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-            name = str(path)
-        elif hasattr(source, "columns"):
-            frame, name = source, "the DataFrame"
-        else:
-            raise DataError(f"texts come from a .csv/.parquet path, a DataFrame or a list of strings, not "
-                            f"{type(source).__name__}")
-        missing = [c for c in (column, target) if c is not None and c not in frame.columns]
-        if missing:
-            raise DataError(f"{name}: no column {quoted(missing)}; columns: {quoted(list(frame.columns))}")
+        frame, name = read_table(source, "texts", (column, target), "or a list of strings")
         texts = frame[column].tolist()
         labels = None if target is None else frame[target].to_numpy()
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()), None)
-    if bad is not None:
-        raise DataError(f"{name}: text {bad} is {texts[bad]!r}, not a non-empty string")
+    non_empty_strings(texts, "text", name)
+    if targets:
+        labels = list(labels)
+        non_empty_strings(labels, "target text", name)
     if labels is not None and len(labels) != len(texts):
         raise DataError(f"{name}: {len(texts)} texts but {len(labels)} labels")
     return texts, labels, name
+
+
+def read_table(source: Any, what: str, columns: Sequence[str | None], alternatives: str = "") -> tuple[Any, str]:
+    """A ``.csv``/``.parquet`` path or a DataFrame as a DataFrame holding ``columns`` (None
+    entries skipped), and a name for messages."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():
+            raise DataError(f"{path}: {what} are read from an existing .csv or .parquet file, a DataFrame "
+                            f"{alternatives}".rstrip())
+        import pandas as pd
+
+        frame = read_csv(path, str(path)) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+        name = str(path)
+    elif hasattr(source, "columns"):
+        frame, name = source, "the DataFrame"
+    else:
+        raise DataError(f"{what} come from a .csv/.parquet path, a DataFrame {alternatives}".rstrip() +
+                        f", not {type(source).__name__}")
+    missing = [c for c in columns if c is not None and c not in frame.columns]
+    if missing:
+        raise DataError(f"{name}: no column {quoted(missing)}; columns: {quoted(list(frame.columns))}")
+    return frame, name
+
+
+def non_empty_strings(values: Sequence[Any], what: str, name: str) -> None:
+    """Raise a DataError naming the first of ``values`` that is not a non-empty string."""
+    bad = next((i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()), None)
+    if bad is not None:
+        raise DataError(f"{name}: {what} {bad} is {values[bad]!r}, not a non-empty string")
 
 
 def text_labels(labels: Any) -> list[str] | None:
@@ -78,9 +100,12 @@ def class_ids(names: list[str], classes: list[str], where: str) -> np.ndarray:
     return np.array([index[n] for n in names], np.int64)
 
 
-def tokenise(tokenizer: Any, texts: list[str]) -> dict[str, np.ndarray]:
-    if hasattr(tokenizer, "spec") and hasattr(tokenizer, "encode"):  # a zoo text model knows its inputs
-        return tokenizer.encode(texts)
+def tokenise(tokenizer: Any, texts: list[str], truncation: bool = False) -> Tokens:
+    """The texts' tokens, unpadded: a zoo text model's inputs (checked against its maximum
+    length), else ``input_ids``, ``attention_mask`` and ``token_type_ids`` from a
+    ``tokenizers.Tokenizer`` or a ``tokenizer.json`` path."""
+    if hasattr(tokenizer, "spec") and hasattr(tokenizer, "tokens"):  # a zoo text model knows its inputs
+        return tokenizer.tokens(texts, truncation=truncation)
     if isinstance(tokenizer, (str, os.PathLike)):
         from tokenizers import Tokenizer
 
@@ -88,6 +113,4 @@ def tokenise(tokenizer: Any, texts: list[str]) -> dict[str, np.ndarray]:
             tokenizer = Tokenizer.from_file(str(tokenizer))
         except Exception as err:  # tokenizers raises plain Exceptions for a missing or bad file
             raise DataError(f"{tokenizer}: not a tokenizers tokenizer.json ({err})") from None
-    from ..texts import encode
-
-    return encode(tokenizer, texts, {"input_ids": "int64", "attention_mask": "float32", "token_type_ids": "int64"})
+    return tokenize(tokenizer, texts, {"input_ids": "int64", "attention_mask": "float32", "token_type_ids": "int64"})

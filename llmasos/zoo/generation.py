@@ -45,6 +45,40 @@ class Uncached:
         return self.start(np.concatenate([self.ids, tokens[:, None]], axis=1))
 
 
+class RightPadded:
+    """Prompts of different lengths as one batch through the plain model, each padded on the
+    right: causal attention keeps a row's tokens from seeing the padding after them and its
+    positions count from its own start, so every row gets the logits it would get alone. Each
+    new token goes where the row's padding begins; the whole sequence runs every step (no cache).
+
+    >>> run = lambda inputs: [np.eye(4)[inputs[0]]]        # a "model" that predicts its input again
+    >>> rows = RightPadded(run, np.array([2, 1]))
+    >>> rows.start(np.array([[1, 2], [3, 0]])).argmax(-1).tolist(), rows.advance(np.array([2, 1])).argmax(-1).tolist()
+    ([2, 3], [2, 1])
+    >>> rows.ids.tolist()
+    [[1, 2, 2], [3, 1, 0]]
+    """
+
+    def __init__(self, run: Runner, lengths: np.ndarray) -> None:
+        self.run, self.lengths = run, np.asarray(lengths, np.int64).copy()
+        self.ids = np.zeros((len(self.lengths), 0), np.int64)
+
+    def start(self, ids: np.ndarray) -> np.ndarray:
+        self.ids = np.array(ids, np.int64)
+        return self._last()
+
+    def advance(self, tokens: np.ndarray) -> np.ndarray:
+        if self.ids.shape[1] <= self.lengths.max():
+            self.ids = np.concatenate([self.ids, np.zeros((len(self.ids), 1), np.int64)], axis=1)
+        self.ids[np.arange(len(self.ids)), self.lengths] = tokens
+        self.lengths += 1
+        return self._last()
+
+    def _last(self) -> np.ndarray:
+        logits = self.run([self.ids[:, :self.lengths.max()]])[0]
+        return logits[np.arange(len(self.ids)), self.lengths - 1]
+
+
 class Cached:
     """An incremental decoder: ``run([ids, *past]) -> [last logits, *present]``; the past starts
     empty (length 0) with ``widths`` features per cache tensor."""

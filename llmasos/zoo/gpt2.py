@@ -157,6 +157,9 @@ class GPT2(TextModel):
     hf_repo = "openai-community/gpt2"
     positions = "n_positions"
     build_spec = staticmethod(gpt2)
+    # GPT2LMHeadModel(labels=...)'s loss: position t's logits against token t + 1
+    default_loss = "sequence_cross_entropy(shift=True)"
+    default_metrics = ("perplexity",)
 
     parts = ("decoder",)
 
@@ -174,8 +177,10 @@ class GPT2(TextModel):
                  session: Any = None) -> str | list[str] | np.ndarray:
         """Continue ``prompt``: a text (needs the tokenizer; gives text back), a list of texts
         (a list back), or ids ``(L,)`` or ``(batch, L)`` (gives ids back, prompt included, as
-        transformers' ``generate``). Texts of different lengths are continued one after another:
-        this GPT-2 takes no padding mask, so nothing is padded.
+        transformers' ``generate``). A list of texts runs as one batch: of one length, as any
+        batch; of different lengths, padded on the right and run whole every step
+        (:class:`~llmasos.zoo.generation.RightPadded`), each text getting the tokens it would
+        alone when greedy (a cached decoder ``session`` continues them one after another instead).
 
         Greedy unless ``do_sample``; stops early at the config's ``eos_token_id``. ``use_cache``
         runs :meth:`decoder`, one position per step; without it the whole sequence runs every
@@ -183,9 +188,9 @@ class GPT2(TextModel):
         session) runs an export of either model instead: the decoder if the file takes past
         keys/values, else the plain model.
         """
+        options = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
         if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
-            return [self.generate(text, max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
-                                  top_p=top_p, seed=seed, use_cache=use_cache, session=session) for text in prompt]
+            return self._generate_texts(list(prompt), max_new_tokens, options, use_cache, session)
         ids = self._ids(prompt, max_new_tokens)
         widths = [self.config.n_embd] * 2 * self.config.n_layer
         if session is not None:
@@ -200,6 +205,38 @@ class GPT2(TextModel):
         out = generation.generate(decoder, ids, max_new_tokens, eos_token_id=self.config.eos_token_id,
                                   do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         return self.tokenizer.decode(out[0].tolist()) if isinstance(prompt, str) else out
+
+    def _generate_texts(self, texts: list[str], max_new_tokens: int, options: dict, use_cache: bool,
+                        session: Any) -> list[str]:
+        tokens = self.tokens(texts, truncation=None)
+        lengths = tokens.lengths
+        if lengths.min() == lengths.max():
+            out = self.generate(self._ids(tokens.pad()["input_ids"], max_new_tokens), max_new_tokens, **options,
+                                use_cache=use_cache, session=session)
+            return [self._text(row, int(lengths[0])) for row in out]
+        if session is not None:
+            if isinstance(session, (str, os.PathLike)):
+                from ..export import load
+
+                session = load(session)
+            if len(session.get_inputs()) > 1:  # a cached decoder has one past for the whole batch
+                return [self.generate(text, max_new_tokens, **options, session=session) for text in texts]
+            run = generation.onnx_runner(session)
+        else:
+            run = self.compiled.predict
+        ids = self._ids(tokens.pad()["input_ids"], max_new_tokens)
+        out = generation.generate(generation.RightPadded(run, lengths), ids, max_new_tokens,
+                                  eos_token_id=self.config.eos_token_id, **options)
+        longest = ids.shape[1]
+        return [self._text(np.concatenate([row[:length], row[longest:]]), int(length))
+                for row, length in zip(out, lengths)]
+
+    def _text(self, row: np.ndarray, length: int) -> str:
+        """A generated row as text, up to its first end-of-text token (later ones only pad the batch)."""
+        new = row[length:].tolist()
+        if self.config.eos_token_id in new:
+            new = new[:new.index(self.config.eos_token_id) + 1]
+        return self.tokenizer.decode(row[:length].tolist() + new)
 
     def _ids(self, prompt: str | Sequence[int] | np.ndarray, max_new_tokens: int) -> np.ndarray:
         if isinstance(prompt, str):

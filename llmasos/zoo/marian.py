@@ -51,6 +51,7 @@ import numpy as np
 from ..errors import DataError, WeightsError, ZooError
 from ..model import Model
 from ..spec import ModelSpec
+from ..texts import Tokens, tokenize
 from . import generation
 from .registry import register
 from .spm import SentencePieceVocabulary
@@ -221,6 +222,18 @@ def marian(config: MarianConfig = OPUS_MT, task: str = TRANSLATION, num_labels: 
     return spec.set_outputs(["logits", *presents])
 
 
+def shift_right(labels: np.ndarray, start_id: int, pad_id: int) -> np.ndarray:
+    """Labels one position to the right behind ``start_id``, ignored labels (any negative) as ``pad_id``.
+
+    >>> shift_right(np.array([[5, 6, 0], [7, 0, -100]]), start_id=9, pad_id=9).tolist()
+    [[9, 5, 6], [9, 7, 0]]
+    """
+    labels = np.asarray(labels, np.int64)
+    shifted = np.empty_like(labels)
+    shifted[:, 0], shifted[:, 1:] = start_id, labels[:, :-1]
+    return np.where(shifted < 0, pad_id, shifted)
+
+
 def hf_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
     """A Hugging Face Marian checkpoint with this spec's keys: no ``model.`` prefix, the tied
     copies of ``shared`` dropped (after checking they are copies), ``final_logits_bias`` as the
@@ -258,10 +271,39 @@ class Marian(TextModel):
     build_spec = staticmethod(marian)
 
     parts = ("encoder", "decoder")
+    # MarianMTModel(labels=...)'s loss: every target position against its label, padding (-100) left out
+    default_loss = "sequence_cross_entropy"
+    default_metrics = ("perplexity",)
 
     @property
     def _pad_id(self) -> int:
         return self.config.pad_token_id
+
+    @classmethod
+    def layer_groups(cls, spec: ModelSpec) -> dict[str, set[str]]:
+        """``freeze="encoder"``: the encoder's own layers (the shared vocabulary table also embeds
+        and scores the target, so it stays trainable); ``freeze="embeddings"``: that table (the
+        sinusoidal positions never train anyway)."""
+        encoder = {name for name in spec.weight_shapes() if name.startswith("encoder.")}
+        return {"encoder": encoder - set(POSITIONS), "embeddings": {"shared"}}
+
+    def tokens(self, texts: Sequence[str], truncation: bool | None = False, target: bool = False) -> Tokens:
+        """Source texts as ``input_ids`` and ``attention_mask``, unpadded, each ending in ``</s>``;
+        with ``target``, target texts' ids (the labels, made with ``target.spm`` as
+        ``MarianTokenizer(text_target=...)`` makes them)."""
+        if self.tokenizer is None:
+            raise DataError(f"{self.name} has no tokenizer: load it from a folder holding source.spm, target.spm and "
+                            f"vocab.json (or tokenizer.json), or pass tokenizer= to zoo.load")
+        tokenizer = self.tokenizer.for_targets() if target and hasattr(self.tokenizer, "for_targets") else \
+            self.tokenizer
+        columns = {"input_ids": "int64"} if target else {"input_ids": "int64", "attention_mask": "int64"}
+        return tokenize(tokenizer, list(texts), columns, self._pad_id, self.max_length, truncation)
+
+    def decoder_input_ids(self, labels: np.ndarray) -> np.ndarray:
+        """The decoder's inputs for teacher forcing: the labels shifted one position right behind
+        ``decoder_start_token_id``, ignored labels (-100) as the pad id (transformers'
+        ``shift_tokens_right``): ``[[5, 6, 0], [7, 0, -100]]`` -> ``[[start, 5, 6], [start, 7, 0]]``."""
+        return shift_right(labels, self.config.decoder_start_token_id, self.config.pad_token_id)
 
     @classmethod
     def read_tokenizer(cls, source: Any, folder) -> Any:

@@ -2,13 +2,16 @@
 that gives the pieces their ids (not the SentencePiece model's own), as transformers'
 ``MarianTokenizer`` reads them. Needs the ``sentencepiece`` package (``llmasos[zoo]``).
 
-It has the two methods the zoo calls on a ``tokenizers.Tokenizer``, so either serves a model:
+It has the methods the zoo calls on a ``tokenizers.Tokenizer``, so either serves a model:
 ``encode_batch(texts)`` (each result has ``ids``, ``attention_mask``, ``type_ids``; ``</s>``
-ends every text) and ``decode(ids, skip_special_tokens=True)``.
+ends every text), ``decode(ids, skip_special_tokens=True)`` and ``enable_truncation(max_length)``
+/ ``no_truncation()`` / ``truncation``. :meth:`SentencePieceVocabulary.for_targets` encodes
+target texts with ``target.spm`` (``MarianTokenizer(text_target=...)``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass, field
@@ -57,6 +60,21 @@ class SentencePieceVocabulary:
             if token not in self.vocabulary:
                 raise ZooError(f"{folder / 'vocab.json'} lacks the special token {token!r}")
         self.special = {self.eos, self.unk, self.pad}
+        self.truncation: dict | None = None  # as tokenizers.Tokenizer.truncation: {"max_length": n} or None
+
+    def enable_truncation(self, max_length: int, **_: object) -> None:
+        """Cut longer texts to ``max_length`` ids, ``</s>`` kept last (as ``MarianTokenizer`` truncates)."""
+        self.truncation = {"max_length": int(max_length)}
+
+    def no_truncation(self) -> None:
+        self.truncation = None
+
+    def for_targets(self) -> "SentencePieceVocabulary":
+        """The same vocabulary encoding with ``target.spm``: target texts' ids, as
+        ``MarianTokenizer(text_target=...)`` makes the labels."""
+        side = copy.copy(self)
+        side.source = self.target
+        return side
 
     @staticmethod
     def in_folder(folder: str | os.PathLike) -> bool:
@@ -67,6 +85,8 @@ class SentencePieceVocabulary:
         if text.startswith(">>") and (end := text.find("<<")) != -1:
             code, text = [text[:end + 2]], text[end + 2:]
         pieces = code + self.source.encode(text, out_type=str)
+        if self.truncation is not None:
+            pieces = pieces[:max(self.truncation["max_length"] - 1, 0)]
         return [self.vocabulary.get(piece, self.vocabulary[self.unk]) for piece in pieces] + [self.vocabulary[self.eos]]
 
     def encode_batch(self, texts: Sequence[str]) -> list[Encoding]:

@@ -29,9 +29,10 @@ import numpy as np
 
 from ..data import TextDataset
 from ..errors import DataError, WeightsError, WeightsNotFoundError, ZooError
+from ..losses import get as get_loss
 from ..model import Model
 from ..spec import ModelSpec
-from ..texts import COLUMNS, encode
+from ..texts import COLUMNS, Tokens, tokenize
 from .registry import ModelInfo
 from .weights import hf_repo_folder, locate, read, to_neutral
 
@@ -87,6 +88,9 @@ class TextModel(Model):
     hf_repo: ClassVar[str]                    # the standard weights' Hugging Face repo (pretrained=True)
     positions: ClassVar[str]                  # the config field holding the maximum sequence length
     parts: ClassVar[tuple[str, ...]] = ()     # the extra models generation runs (see part_spec)
+    # what train() and evaluate() use when not told (None: the loss the last activation implies)
+    default_loss: ClassVar[str | None] = None
+    default_metrics: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, spec: ModelSpec, config: HFConfig, task: str, framework: str | None = None,
                  name: str = "model", tokenizer: Any = None) -> None:
@@ -100,6 +104,19 @@ class TextModel(Model):
 
     def _head_layers(self) -> set[str]:
         return set(self.heads(self.task))
+
+    @classmethod
+    def layer_groups(cls, spec: ModelSpec) -> dict[str, set[str]]:
+        """Named sets of ``spec``'s layers that ``freeze``/``unfreeze`` (and ``zoo.load(freeze=)``)
+        take besides layer names and ``"backbone"`` (Marian's ``"encoder"``, Wav2Vec2's
+        ``"feature_extractor"``)."""
+        return {}
+
+    def _resolve_layers(self, layers, verb: str) -> set[str]:
+        groups = self.layer_groups(self.spec)
+        if isinstance(layers, str) and layers in groups:
+            return set(groups[layers])
+        return super()._resolve_layers(layers, verb)
 
     def _fixed_layers(self) -> set[str]:
         return set(self.constant_weights(self.config, self.spec))
@@ -157,7 +174,24 @@ class TextModel(Model):
 
     def train(self, *args: Any, **kwargs: Any):
         self._parts = {}
-        return super().train(*args, **kwargs)
+        return super().train(*args, **self._task_defaults(kwargs))
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """As :meth:`Model.evaluate`, with the family's loss and metrics by default (GPT-2: the
+        causal LM's loss and ``perplexity``)."""
+        return super().evaluate(*args, **self._task_defaults(kwargs, self._loss))
+
+    def _task_defaults(self, kwargs: dict, trained: str | None = None) -> dict:
+        """``kwargs`` with ``loss`` (given, else the one trained with, else the family's) and,
+        with the family's loss, its metrics unless some are given."""
+        loss = kwargs.get("loss") or trained or self.default_loss
+        if loss is None:
+            return kwargs
+        kwargs["loss"] = loss
+        if kwargs.get("metrics") is None and self.default_metrics is not None and \
+                str(get_loss(loss)) == str(get_loss(self.default_loss)):
+            kwargs["metrics"] = list(self.default_metrics)
+        return kwargs
 
     @classmethod
     def constant_weights(cls, config: HFConfig, spec: ModelSpec) -> dict:
@@ -168,12 +202,18 @@ class TextModel(Model):
     def encode(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
         """Texts as the model's inputs: ids (and, where the model takes them, the attention mask
         and token type ids), padded to the longest text."""
+        return self.tokens([texts] if isinstance(texts, str) else list(texts), truncation=None).pad()
+
+    def tokens(self, texts: Sequence[str], truncation: bool | None = False) -> Tokens:
+        """Texts as the model's inputs, unpadded (:class:`llmasos.texts.Tokens`: a dataset pads
+        each batch on its own); a text longer than :attr:`max_length` is an error unless
+        ``truncation``."""
         if self.tokenizer is None:
             raise DataError(f"{self.name} has no tokenizer: load it from a folder holding {TOKENIZER_FILE}, or "
                             f"pass tokenizer= (a tokenizers.Tokenizer or a path) to zoo.load")
         dtypes = self.spec.dtypes()
-        return encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts),
-                      {i.name: dtypes[i.name] for i in self.spec.inputs}, self._pad_id, self.max_length)
+        return tokenize(self.tokenizer, list(texts), {i.name: dtypes[i.name] for i in self.spec.inputs},
+                        self._pad_id, self.max_length, truncation)
 
     @property
     def max_length(self) -> int:
@@ -222,9 +262,6 @@ def load_text(family: type[TextModel], info: ModelInfo, framework: str | None = 
     if input_size is not None:
         raise ZooError(f"{info.name}: input_size is for images; text models take sequences of any length up to "
                        f"their maximum positions")
-    freezable = (None, "backbone") if family.heads(task) else (None,)  # only a head can train alone
-    if freeze not in freezable:
-        raise ZooError(f"{info.name}: freeze must be one of {freezable} for task {task!r}, got {freeze!r}")
     if num_labels is not None and num_classes is not None and num_labels != num_classes:
         raise ZooError(f"{info.name}: num_labels={num_labels} and num_classes={num_classes} disagree; give one")
     num_labels = num_labels if num_labels is not None else num_classes
@@ -234,6 +271,10 @@ def load_text(family: type[TextModel], info: ModelInfo, framework: str | None = 
     hf_config = family.config_class.from_dict(settings, info.name)
     labels = _labels(settings, num_labels) if family.heads(task) else []
     spec = family.build_spec(hf_config, task, len(labels), logits)
+    # "backbone" needs a head that trains alone; a family may name groups of layers too
+    freezable = (None, *(("backbone",) if family.heads(task) else ()), *family.layer_groups(spec))
+    if freeze not in freezable:
+        raise ZooError(f"{info.name}: freeze must be one of {freezable} for task {task!r}, got {freeze!r}")
     model = family(spec, hf_config, task, framework, info.name, family.read_tokenizer(tokenizer, folder))
     if model.framework not in info.frameworks:
         raise ZooError(f"{info.name} is available in {', '.join(info.frameworks)}, not {model.framework}")

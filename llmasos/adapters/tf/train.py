@@ -168,7 +168,9 @@ class TFTrainer(Trainer):
         # Keras' dropout draws from SeedGenerator states: reseeding assigns them
         self.seed_states = [v for v in model.native.variables if v.name == "seed_generator_state"]
         self.reseed(seed)
-        target = tf.TensorSpec((None,), tf.int64) if loss.task == "classes" else tf.TensorSpec(None, loss.target_dtype)
+        # class ids (batch,); label sequences (batch, length) of any length; else any shape
+        target = tf.TensorSpec((None,), tf.int64) if loss.task == "classes" else \
+            tf.TensorSpec((None, None), tf.int64) if loss.task == "sequence" else tf.TensorSpec(None, loss.target_dtype)
         self.signature = [model.input_signature(), target, tf.TensorSpec((None,), _F32)]
         self._train = self._eval = self._apply = None  # traced on first use
         # a data-parallel run (llmasos.adapters.tf.distributed) sets these: the step runs as the
