@@ -63,7 +63,7 @@ def check_labels(y: Any, n: int, classes: int | None) -> np.ndarray:
         labels = labels[:, 0]
     if labels.ndim != 1 or len(labels) != n:
         raise AttackError(f"labels must be one class id per input ({n}), got shape {labels.shape}")
-    if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
+    if labels.size and labels.dtype.kind not in "iu" and not np.all(np.equal(np.mod(labels, 1), 0)):
         raise AttackError(f"labels must be integer class ids, got {labels.dtype} values like {labels[:3].tolist()}")
     labels = labels.astype(np.int64)
     top = classes if classes and classes > 1 else 2

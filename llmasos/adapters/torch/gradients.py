@@ -26,7 +26,8 @@ def input_gradient(model: "TorchModel", inputs: list[np.ndarray], target: np.nda
         module.eval()
     try:
         with torch.enable_grad():
-            tensors = [t.detach().clone().requires_grad_(True) for t in model.to_tensors(inputs)]
+            # leaves of their own (no copy: nothing writes to them)
+            tensors = [t.detach().requires_grad_(True) for t in model.to_tensors(inputs)]
             out = module(*tensors, logits=loss.logits)
             labels = model.to_device(torch.from_numpy(np.ascontiguousarray(target)))
             value = losses.batch_loss(LOSS_OPS, loss, labels, out.float())
