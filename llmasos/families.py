@@ -26,7 +26,7 @@ looked up; it never breaks ``import llmasos`` or another family.
 >>> families.get("nope")
 Traceback (most recent call last):
 ...
-llmasos.errors.FamilyError: no model family named 'nope'; known: bert, gpt2, marian, wav2vec2...
+llmasos.errors.FamilyError: no model family named 'nope'; known: bert, gpt2, marian, vit, wav2vec2...
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ _FAMILIES: dict[str, Any] = {
     "gpt2": "llmasos.zoo.gpt2:GPT2",
     "marian": "llmasos.zoo.marian:Marian",
     "wav2vec2": "llmasos.zoo.wav2vec2:Wav2Vec2",
+    "vit": "llmasos.zoo.vit:ViT",
 }
 _ORIGIN: dict[str, str] = {}   # family name -> where a plugin's entry came from, for messages
 _plugins_read = False

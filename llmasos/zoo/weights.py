@@ -234,6 +234,7 @@ TORCH_LAYOUTS: dict[str, dict[str, _Layout]] = {
     "Unembedding": {"bias": _Layout("bias")},
     "Embedding": {"weight": _Layout("embeddings")},
     "PositionEmbedding": {"weight": _Layout("embeddings")},
+    "ClassToken": {"cls_token": _Layout("cls_token")},   # zoo.vit registers this layer: the class token
 }
 
 

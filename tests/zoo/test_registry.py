@@ -26,7 +26,7 @@ def test_list_describes_every_image_model():
     assert {"resnet18", "resnet50", "vgg16_bn", "resnet_tiny"} <= {info.name for info in infos}
     assert {info.name for info in infos} <= {info.name for info in zoo.list()}
     for info in infos:
-        assert set(info.frameworks) == {"torch", "tf"} and info.family in ("resnet", "vgg")
+        assert set(info.frameworks) == {"torch", "tf"} and info.family in ("resnet", "vgg", "vit")
         assert info.classifier in {layer.name for layer in info.spec().layers}
         assert info.name in repr(info) and "parameters=" in repr(info)
     resnet = zoo.registry.get("resnet18")
