@@ -19,7 +19,9 @@ Sources:
 * texts: ``Dataset("reviews.csv", text="review", target="sentiment", tokenizer=model)`` reads a
   text column (of a CSV, Parquet file or DataFrame, or a list of strings with ``y=`` labels) and
   tokenises it once with a zoo text model's tokenizer (its inputs, padding and length limit) or a
-  ``tokenizers.Tokenizer`` (or the path of a ``tokenizer.json``); see :class:`TextDataset`.
+  ``tokenizers.Tokenizer`` (or the path of a ``tokenizer.json``); see :class:`TextDataset`;
+* speech: ``Dataset("clips.csv", audio="path", text="transcript", tokenizer=asr)`` reads a column
+  of ``.wav`` paths and their transcripts for a zoo speech model; see :class:`AudioDataset`.
 
 Images stay arrays in channels-first layout ``(N, C, H, W)``; ``shape=(1, 28, 28)`` reshapes flat
 rows (784 CSV columns) into images. Only flat rows are reshaped: arrays of any other shape than
@@ -48,8 +50,9 @@ picks the reader, ``base`` is what every reader gives, ``dataset`` batches and s
 
 from __future__ import annotations
 
+from .audio import AudioDataset
 from .dataset import DTYPES, MODES, Dataset, TextDataset
 from .digits import digits_csv
 from .text import named_classes
 
-__all__ = ["DTYPES", "MODES", "Dataset", "TextDataset", "digits_csv", "named_classes"]
+__all__ = ["DTYPES", "MODES", "AudioDataset", "Dataset", "TextDataset", "digits_csv", "named_classes"]

@@ -52,6 +52,25 @@ class CTCVocabulary:
         return cls(vocabulary, _token(settings.get("pad_token"), "<pad>"),
                    _token(settings.get("word_delimiter_token"), "|"))
 
+    def encode(self, text: str) -> list[int]:
+        """A transcript's ids for CTC training, as ``Wav2Vec2CTCTokenizer`` makes them: one per
+        character, spaces as the word delimiter. A character the vocabulary lacks is a
+        :class:`DataError` naming it (rather than an ``<unk>`` the model would learn to emit).
+
+        >>> CTCVocabulary({"<pad>": 0, "|": 1, "A": 2, "B": 3}).encode("AB  A")
+        [2, 3, 1, 2]
+        """
+        ids = {token: i for i, token in self.tokens.items()}
+        characters = list(self.word_delimiter_token if c == " " else c for c in " ".join(text.split()))
+        missing = sorted({c for c in characters if c not in ids})
+        if missing:
+            letters = sorted(t for t in ids if len(t) == 1 and t.isalpha())
+            case = " (the vocabulary's letters are upper case: upper-case the transcripts)" if \
+                letters and all(t.isupper() for t in letters) and all(c.upper() in ids for c in missing) else ""
+            raise DataError(f"transcript {text!r} has characters the CTC vocabulary lacks: {''.join(missing)!r}; "
+                            f"it has {''.join(t for t in ids if len(t) == 1)!r}{case}")
+        return [ids[c] for c in characters]
+
     def decode(self, ids: Sequence[int]) -> str:
         """Greedy CTC: collapse repeats, drop blanks, delimiters become spaces."""
         tokens = [self.tokens.get(int(i), "") for i, _ in groupby(ids) if int(i) != self.blank]

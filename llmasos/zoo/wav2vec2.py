@@ -34,12 +34,14 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import DataError, WeightsError, ZooError
+from ..losses import get as get_loss
 from ..spec import ModelSpec
+from ..texts import Tokens
 from . import audio, streaming
 from .registry import register
 from .text import HFConfig, TextModel, activation
@@ -77,6 +79,7 @@ class Wav2Vec2Config(HFConfig):
     num_conv_pos_embedding_groups: int = 16
     do_stable_layer_norm: bool = False
     pad_token_id: int = 0
+    ctc_zero_infinity: bool = False
 
     def __post_init__(self) -> None:
         for name in ("conv_dim", "conv_kernel", "conv_stride"):
@@ -226,6 +229,38 @@ class Wav2Vec2(TextModel):
     tasks = (RECOGNITION,)
     hf_repo = "facebook/wav2vec2-base-960h"
     build_spec = staticmethod(wav2vec2)
+
+    @property
+    def default_loss(self) -> str:  # type: ignore[override]
+        """``Wav2Vec2ForCTC(labels=...)``'s loss with ``ctc_loss_reduction="mean"`` (as transformers'
+        fine-tuning script sets it): the pad token is the blank, ``ctc_zero_infinity`` as configured."""
+        return str(get_loss(f"ctc(blank={self.config.pad_token_id}, zero_infinity={self.config.ctc_zero_infinity})"))
+
+    @classmethod
+    def layer_groups(cls, spec: ModelSpec) -> dict[str, set[str]]:
+        """``freeze="feature_extractor"``: the convolutions over the raw signal (transformers'
+        ``freeze_feature_encoder``), as fine-tuning for speech recognition usually does."""
+        weighted = spec.weight_shapes()
+        return {"feature_extractor": {name for name in weighted if name.startswith("feature_extractor.")}}
+
+    def transcript_tokens(self, texts: Sequence[str]) -> Tokens:
+        """Transcripts as CTC label ids (one per character, spaces as the word delimiter), unpadded."""
+        if self.tokenizer is None:
+            raise DataError(f"{self.name} has no CTC vocabulary to encode transcripts with: load it from a folder "
+                            f"holding {audio.VOCABULARY_FILE}, or pass tokenizer= (a path to one) to zoo.load")
+        return Tokens({"input_ids": [self.tokenizer.encode(text) for text in texts]}, {"input_ids": "int64"},
+                      self.config.pad_token_id)
+
+    def speech_inputs(self, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Waveforms (16 kHz arrays) as one batch of inputs, zero-padded to the longest and
+        normalised as :meth:`input_values` does. A model whose ``preprocessor_config.json`` asks
+        for an attention mask would see the padding (this spec takes no mask), so it takes
+        waveforms of one length per batch (``batch_size=1``, or clips cut alike)."""
+        if len({len(a) for a in arrays}) > 1 and self._preprocessor.get("return_attention_mask", False):
+            raise DataError(f"{self.name} expects an attention mask (its preprocessor_config.json says "
+                            f"return_attention_mask), which llmasos' Wav2Vec2 does not take: batch waveforms of one "
+                            f"length (batch_size=1), not {sorted({len(a) for a in arrays})} samples")
+        return {"input_values": self.input_values(list(arrays), None)}
 
     @classmethod
     def read_tokenizer(cls, source: Any, folder: Path | None) -> audio.CTCVocabulary | None:
