@@ -141,3 +141,29 @@ def test_deepfool_finds_near_minimal_examples(cnn):
     capped = robust.deepfool(model, x, y, eps=budget)
     capped_norms = np.linalg.norm((capped - x).reshape(len(x), -1), axis=1)
     assert capped_norms.max() <= budget + 1e-6 and np.array_equal(capped_norms > 0, right & (norms <= budget))
+
+
+@pytest.mark.tf
+def test_tensorflow_path_agrees_with_art_on_the_same_keras_model(cnn):
+    pytest.importorskip("art", reason="the TF reference attacks: pip install adversarial-robustness-toolbox")
+    import tensorflow as tf
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    model, x, y = cnn
+    other = model.to("tf")
+    name, output = other.spec.inputs[0].name, other.spec.outputs[0]
+
+    def logits(images, training=False):   # ART calls its model with training=
+        return other.compiled.logits({name: images}, training=training)[output]
+
+    classifier = TensorFlowV2Classifier(
+        logits, nb_classes=10, input_shape=(1, 8, 8), clip_values=(0.0, 1.0),
+        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    runs = [(robust.fgsm(other, x, y, eps=0.1), FastGradientMethod(classifier, eps=0.1).generate(x, y=y)),
+            (robust.pgd(other, x, y, eps=0.1, alpha=0.01, steps=10, random_start=False),
+             ProjectedGradientDescent(classifier, eps=0.1, eps_step=0.01, max_iter=10, num_random_init=0,
+                                      verbose=False).generate(x, y=y))]
+    for ours, theirs in runs:
+        assert np.mean(np.abs(ours - theirs) > 1e-4) < 0.01
+        assert abs(_accuracy(other, ours, y) - _accuracy(other, theirs, y)) <= 0.01
