@@ -155,3 +155,15 @@ def test_bad_input_is_named():
             wide.prune(amount, structured=True)
     with pytest.raises(SpecError, match=r"criterion .* one of l1, l2, got 'l3'"):
         wide.prune(0.5, structured=True, criterion="l3")
+
+
+@pytest.mark.torch
+def test_pruned_model_trains_as_any_other():
+    from llmasos import Optimizer
+
+    model = _branches("torch").build(seed=3)
+    slim = model.prune(0.5, structured=True)
+    x = rng.normal(size=(48, 2, 8, 8)).astype(np.float32)
+    y = (x[:, 0].mean((1, 2)) > 0).astype(np.int64)
+    history = slim.train(x, y, optimizer=Optimizer("Adam", lr=0.01), epochs=4, seed=0, progress=False)
+    assert history["loss"][-1] < history["loss"][0]
