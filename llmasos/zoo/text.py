@@ -199,6 +199,13 @@ class TextModel(Model):
         never trained."""
         return {}
 
+    def shrink(self, layers: Sequence[int]) -> "TextModel":
+        """A smaller model of this family keeping the blocks ``layers`` (DistilBERT's start:
+        ``bert.shrink(layers=[0, 2, 4, 6, 8, 10])``); see :func:`llmasos.compress.shrink`."""
+        from ..compress import shrink
+
+        return shrink(self, layers)
+
     def encode(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
         """Texts as the model's inputs: ids (and, where the model takes them, the attention mask
         and token type ids), padded to the longest text."""

@@ -69,7 +69,7 @@ def references(tmp_path_factory):
 @pytest.mark.parametrize("framework", framework_params())
 def test_a_shrunk_bert_equals_transformers_with_the_kept_blocks(framework, references):
     teacher = zoo.load("bert", framework, pretrained=references["folder"] / "bert")
-    student = compress.shrink(teacher, layers=KEPT)
+    student = teacher.shrink(layers=KEPT)
     assert student.config.num_hidden_layers == 3 and student.framework == teacher.framework
     assert not any(name.startswith("encoder.layer.3.") for name in student.get_weights())
     np.testing.assert_allclose(student.predict(references["batch"]), references["bert_hidden"], atol=ATOL, rtol=0)
