@@ -23,6 +23,7 @@ from ..errors import ZooError
 BLOCKS: dict[str, tuple[str, str]] = {
     "bert": ("encoder.layer", "num_hidden_layers"),
     "gpt2": ("h", "n_layer"),
+    "vit": ("encoder.layer", "num_hidden_layers"),
 }
 
 

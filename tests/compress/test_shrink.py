@@ -58,7 +58,16 @@ def references(tmp_path_factory):
     gpt2.save_pretrained(folder / "gpt2")
     small_gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(**{**GPT2, "n_layer": len(KEPT)})).eval()
     small_gpt2.load_state_dict(_kept_state(gpt2.state_dict(), "transformer.h"))
+    vit_config = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 64,
+                  "image_size": 16, "patch_size": 8, "num_labels": 3, "initializer_range": 0.2}
+    vit = transformers.ViTForImageClassification(transformers.ViTConfig(**vit_config)).eval()
+    vit.save_pretrained(folder / "vit")
+    small_vit = transformers.ViTForImageClassification(
+        transformers.ViTConfig(**{**vit_config, "num_hidden_layers": len(KEPT)})).eval()
+    small_vit.load_state_dict(_kept_state(vit.state_dict(), "vit.layers"))
+    out["images"] = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
     with torch.inference_mode():
+        out["vit_logits"] = small_vit(torch.from_numpy(out["images"])).logits.numpy()
         tensors = {name: torch.from_numpy(value) for name, value in batch.items()}
         out["bert_hidden"] = small(**tensors).last_hidden_state.numpy()
         out["teacher_hidden"] = bert(**tensors).last_hidden_state.numpy()
@@ -84,6 +93,14 @@ def test_a_shrunk_gpt2_equals_transformers_with_the_kept_blocks(framework, refer
     student = compress.shrink(teacher, KEPT)
     np.testing.assert_allclose(student.predict(references["batch"]["input_ids"]), references["gpt2_logits"],
                                atol=ATOL, rtol=0)
+
+
+def test_a_shrunk_vit_equals_transformers_with_the_kept_blocks(references):
+    teacher = zoo.load("vit", "torch", pretrained=references["folder"] / "vit", logits=True)
+    student = teacher.shrink(layers=KEPT)
+    assert student.config.num_hidden_layers == len(KEPT)
+    np.testing.assert_allclose(student.predict(references["images"]), references["vit_logits"], atol=ATOL, rtol=0)
+    assert np.abs(references["vit_logits"]).max() > 100 * ATOL
 
 
 def test_the_student_saves_loads_and_trains_as_its_family(references, tmp_path):
