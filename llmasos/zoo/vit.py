@@ -30,7 +30,7 @@ import numpy as np
 from .. import layers
 from ..errors import ZooError
 from ..spec import ModelSpec
-from .registry import register
+from .registry import register, torchvision_weights
 from .text import HFConfig, TextModel, activation
 
 CLASSIFICATION = "image-classification"
@@ -165,3 +165,49 @@ class ViT(TextModel):
 
 register(name="vit", task=CLASSIFICATION, input_size=(3, 224, 224), classifier="classifier",
          adapt_state_dict=hf_state_dict, model_class=ViT)(vit)
+
+# torchvision's VisionTransformer block names -> this spec's (per encoder layer)
+_TORCHVISION_LAYER = {"ln_1": "layernorm_before", "ln_2": "layernorm_after", "mlp.0": "intermediate.dense",
+                      "mlp.3": "output.dense", "self_attention.out_proj": "attention.output.dense"}
+
+
+def torchvision_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
+    """A torchvision ``vit_*`` checkpoint with this spec's keys: the packed query/key/value
+    projection (``in_proj_weight``) split in three, the class token and positions as weights."""
+    out = {}
+    for key, value in state.items():
+        if key == "class_token":
+            out["embeddings.cls_token.cls_token"] = value.reshape(-1)
+        elif key == "encoder.pos_embedding":
+            out["embeddings.position_embeddings.weight"] = value.reshape(value.shape[-2:])
+        elif key.startswith("conv_proj."):
+            out["embeddings.patch_embeddings.projection." + key.removeprefix("conv_proj.")] = value
+        elif key.startswith("encoder.ln."):
+            out["layernorm." + key.removeprefix("encoder.ln.")] = value
+        elif key.startswith("heads.head."):
+            out["classifier." + key.removeprefix("heads.head.")] = value
+        elif key.startswith("encoder.layers.encoder_layer_"):
+            index, _, rest = key.removeprefix("encoder.layers.encoder_layer_").partition(".")
+            prefix = f"encoder.layer.{index}"
+            if rest.startswith("self_attention.in_proj_"):
+                part = "weight" if rest.endswith("weight") else "bias"
+                for role, piece in zip(("query", "key", "value"), np.split(value, 3, axis=0)):
+                    out[f"{prefix}.attention.attention.{role}.{part}"] = piece
+            else:
+                module, _, param = rest.rpartition(".")
+                out[f"{prefix}.{_TORCHVISION_LAYER.get(module, module)}.{param}"] = value
+        else:
+            out[key] = value  # unknown: to_neutral names it
+    return out
+
+
+@register(weights=torchvision_weights("vit_b_16-c867db91.pth"), classifier="classifier",
+          adapt_state_dict=torchvision_state_dict)
+def vit_b_16(num_classes: int = 1000, input_size: tuple[int, int, int] = (3, 224, 224),
+             logits: bool = False) -> ModelSpec:
+    """torchvision's ``vit_b_16`` (ViT-B/16, LayerNorm eps 1e-6), its ImageNet checkpoint's names."""
+    channels, height, width = input_size
+    if height != width:
+        raise ZooError(f"vit_b_16 takes square images, got input_size {input_size}")
+    return vit(ViTConfig(image_size=height, num_channels=channels, layer_norm_eps=1e-6), num_labels=num_classes,
+               logits=logits)

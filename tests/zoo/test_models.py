@@ -25,7 +25,7 @@ TESTED = {
     "resnet_tiny": "tiny", "vgg_tiny": "tiny",
     "bert": "text", "gpt2": "text",  # against transformers in test_text.py
     "wav2vec2": "speech", "marian": "translation",  # in test_speech.py and test_translation.py
-    "vit": "transformers",  # against ViTForImageClassification in test_vit.py
+    "vit": "transformers", "vit_b_16": "vit",  # against transformers and torchvision in test_vit.py
 }
 FAST = {"resnet18", "resnet50", "vgg11"}
 

@@ -125,3 +125,55 @@ def test_bad_configs_and_options_are_named():
         zoo.load("vit", "torch", config={**SMALL, "image_size": 30})
     with pytest.raises(ZooError, match="ViT takes images: it has no tokenizer"):
         zoo.load("vit", "torch", config=SMALL, tokenizer="tokenizer.json")
+
+
+def _torchvision_vit(**sizes):
+    import torch
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    module = VisionTransformer(**sizes).eval()
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if "ln" in name or "class_token" in name or "pos_embedding" in name:
+                param.add_(0.3 * torch.randn_like(param))
+    return module
+
+
+@pytest.mark.parametrize("framework", framework_params())
+def test_a_torchvision_vit_checkpoint_maps_onto_the_spec(framework):
+    """torchvision's names (packed in_proj, class_token, encoder.pos_embedding, eps 1e-6) on a
+    small VisionTransformer: the same logits."""
+    import torch
+
+    from llmasos.zoo.vit import ViTConfig, torchvision_state_dict, vit
+    from llmasos.zoo.weights import to_neutral
+
+    pytest.importorskip("torchvision", reason="the reference is torchvision's VisionTransformer")
+    module = _torchvision_vit(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64,
+                              num_classes=5)
+    images = np.random.default_rng(2).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.inference_mode():
+        want = module(torch.from_numpy(images)).numpy()
+    spec = vit(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                         image_size=32, patch_size=8, layer_norm_eps=1e-6), num_labels=5, logits=True)
+    model = Model(spec=spec, framework=framework)
+    model.build(seed=0)
+    state = {key: value.numpy() for key, value in module.state_dict().items()}
+    model.set_weights(to_neutral(torchvision_state_dict(state, spec), spec))
+    np.testing.assert_allclose(model.predict(images), want, atol=ATOL, rtol=0)
+
+
+@pytest.mark.slow
+def test_vit_b_16_loads_torchvisions_checkpoint_file(tmp_path):
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    module = torchvision.models.vit_b_16().eval()
+    torch.save(module.state_dict(), tmp_path / "vit_b_16-c867db91.pth")
+    images = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with torch.inference_mode():
+        want = module(torch.from_numpy(images)).numpy()
+    model = zoo.load("vit_b_16", "torch", pretrained=tmp_path / "vit_b_16-c867db91.pth", logits=True)
+    np.testing.assert_allclose(model.predict(images), want, atol=ATOL, rtol=0)
