@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py            # all
     python benchmarks/bench_train.py --only torch,import
+    python benchmarks/bench_train.py --only torch_metrics --repeats 5 --rows 5000 --threads 1   # a busy machine
 
 * torch: one epoch of the seed MLP (784-128-10, Adam, batch 32) on 20,000 rows through llmasos vs a
   hand-written torch loop over the same tensors (target ratio <= 1.05).
@@ -49,6 +50,9 @@ def seed_model(framework):
     return model.build(seed=0)
 
 
+REPEATS = 7   # alternating pairs per comparison (--repeats)
+
+
 def llmasos_epoch(framework, x, y, metrics=None):
     """One more epoch of the seed model through llmasos each time it is called."""
     from llmasos import Dataset, Optimizer
@@ -63,12 +67,12 @@ def llmasos_epoch(framework, x, y, metrics=None):
     return epoch
 
 
-def alternate(a, b, repeats=7):
+def alternate(a, b, repeats=None):
     """Seconds of a() and b(), run alternately after one warm-up each: the medians, and the ratio
     a/b of each adjacent pair (load on a shared machine hits a pair alike, so these vary less)."""
     a(), b()
     times_a, times_b = [], []
-    for _ in range(repeats):
+    for _ in range(repeats or REPEATS):
         start = time.perf_counter(); a(); times_a.append(time.perf_counter() - start)
         start = time.perf_counter(); b(); times_b.append(time.perf_counter() - start)
     return statistics.median(times_a), statistics.median(times_b), [x / y for x, y in zip(times_a, times_b)]
@@ -219,19 +223,31 @@ BENCHES = {"torch": bench_torch, "torch_metrics": bench_torch_metrics, "tf": ben
 
 
 def main() -> None:
+    global REPEATS, ROWS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(BENCHES), help=f"comma list of {', '.join(BENCHES)}")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="alternating pairs per timed comparison")
+    parser.add_argument("--rows", type=int, default=ROWS, help="rows an epoch trains on (torch, torch_metrics, tf)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default torch's own; 1 on a loaded machine, where threads "
+                             "that wait for each other measure the scheduler)")
     args = parser.parse_args()
-    rows = []
-    for name in args.only.split(","):
-        rows += BENCHES[name]()
-    print(f"CPU: {describe()}")
+    REPEATS, ROWS = args.repeats, args.rows
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print(f"CPU: {describe()}; load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}; "
+          f"{ROWS:,} rows an epoch, {REPEATS} pairs, torch threads: {args.threads or 'default'}")
     print(f"{'measure':52s} {'ours':>10s} {'reference':>10s} {'ratio':>7s} {'pairs min-max':>13s} {'target':>7s}")
-    for label, ours, ref, target, *pairs in rows:
-        ratio = statistics.median(pairs[0]) if pairs else ours / ref if ref else float("nan")
-        spread = f"{min(pairs[0]):.3f}-{max(pairs[0]):.3f}" if pairs else ""
-        bound = "" if target is None else "<=" + str(target)
-        print(f"{label:52s} {ours:10.3f} {ref:10.3f} {ratio:7.3f} {spread:>13s} {bound:>7s}")
+    for name in args.only.split(","):
+        # each row as soon as it is measured: a run cut short still reports what it finished
+        for label, ours, ref, target, *pairs in BENCHES[name]():
+            ratio = statistics.median(pairs[0]) if pairs else ours / ref if ref else float("nan")
+            spread = f"{min(pairs[0]):.3f}-{max(pairs[0]):.3f}" if pairs else ""
+            bound = "" if target is None else "<=" + str(target)
+            print(f"{label:52s} {ours:10.3f} {ref:10.3f} {ratio:7.3f} {spread:>13s} {bound:>7s}", flush=True)
+
 
 if __name__ == "__main__":
     main()
