@@ -194,3 +194,16 @@ def test_bad_teachers_and_labels_are_named(problem):
         compress.distill(teacher, _mlp("torch", None), x, temperature=0.0, epochs=1, progress=False)
     with pytest.raises(DataError, match=r"240 input rows but 10 labels"):
         compress.distill(teacher, _mlp("torch", None), (x, y[:10]), epochs=1, progress=False)
+
+
+def test_a_dataset_without_labels_learns_from_the_teacher_alone(problem):
+    from llmasos import Dataset
+
+    x, _, teacher = problem
+    runs = []
+    for data in (Dataset(x, mode="test"), x):
+        student = _mlp("torch", None)
+        compress.distill(teacher, student, data, Optimizer("SGD", lr=0.1), epochs=1, seed=0, progress=False)
+        runs.append(student.get_weights()["dense"]["kernel"])
+    assert not Dataset(x, mode="test").has_labels
+    np.testing.assert_array_equal(runs[0], runs[1])
