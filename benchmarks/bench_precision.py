@@ -3,6 +3,7 @@ side by side in one run, torch and TensorFlow, for the seed MLP and a wider one.
 
     python benchmarks/bench_precision.py                  # both frameworks
     python benchmarks/bench_precision.py --only torch --precisions 32,bf16-mixed
+    python benchmarks/bench_precision.py --threads 1 --repeats 3      # a loaded machine
 
 Each figure is the median of alternating repeats of one epoch (noise on a shared machine hits
 every precision alike), printed with its range and the ratio to float32; the CPU and its
@@ -57,14 +58,34 @@ def _epochs(framework: str, hidden, batch: int, precisions: list[str], repeats: 
     return times
 
 
+def _set_threads(count: int, frameworks: list[str]) -> None:
+    if "torch" in frameworks:
+        import torch
+
+        torch.set_num_threads(count)
+    if "tf" in frameworks:
+        from llmasos.adapters.coexist import before_tensorflow
+
+        before_tensorflow()   # as llmasos loads TensorFlow: triton first, so torch keeps it
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="torch,tf", help="frameworks, comma-separated")
     parser.add_argument("--precisions", default="32,bf16-mixed,16-mixed")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for torch and TensorFlow (default theirs; 1 on a loaded machine, where "
+                             "threads that wait for each other measure the scheduler)")
     args = parser.parse_args()
     precisions = args.precisions.split(",")
-    print(describe())
+    if args.threads:
+        _set_threads(args.threads, args.only.split(","))
+    print(f"{describe()}; threads: {args.threads or 'default'}")
     print(f"{ROWS} rows x {FEATURES} features, Adam; median seconds per epoch [min-max], samples/s, x fp32")
     for framework in args.only.split(","):
         for name, (hidden, batch) in MODELS.items():
