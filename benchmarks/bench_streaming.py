@@ -13,9 +13,9 @@ as a microphone gives it, 20 ms at a time.
   under 1 keeps up with live audio (the windows overlap: each second of audio runs
   ``chunk_s / (chunk_s - left_s - right_s)`` seconds of model);
 * latency: for each final, from the end of its utterance (its last letter's frame) to the moment
-  the final is out, with audio arriving in real time: the audio that had to come after the
-  utterance before the final could be written (the ``endpoint_s`` pause, the right context, the
-  rest of the window) plus the compute time of the ``feed`` that wrote it.
+  the final is out, with audio arriving in real time (simulated on a clock): the audio that had to
+  come after the utterance before the final could be written (the ``endpoint_s`` pause, the right
+  context, the rest of the window), plus compute, plus any backlog when RTF > 1.
 
 Each setting runs every runtime in turn, ``--repeats`` rounds; medians with min-max over rounds
 (RTF) or over all finals (latency). The CPU is printed with the figures.
@@ -77,17 +77,22 @@ def set_threads(threads: int, only: set[str]) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def run_stream(stream, speech: np.ndarray, rate: int) -> tuple[float, list[float]]:
-    """Feed ``speech`` 20 ms at a time; the compute seconds and each final's latency in seconds."""
-    piece, compute, latencies = int(PIECE_S * rate), 0.0, []
+def run_stream(stream, speech: np.ndarray, rate: int, clock=time.perf_counter) -> tuple[float, list[float]]:
+    """Feed ``speech`` 20 ms at a time; the compute seconds and each final's latency in seconds.
+
+    Live audio is simulated on a clock: a piece arrives when its last sample has been spoken and
+    is processed once it has arrived and the pieces before it are done, so a stream that cannot
+    keep up (RTF > 1) falls behind and its latencies grow, as they would."""
+    piece, compute, latencies, now = int(PIECE_S * rate), 0.0, [], 0.0
     for start in range(0, len(speech) + piece, piece):
         last = start >= len(speech)
-        began = time.perf_counter()
+        began = clock()
         events = stream.finish() if last else stream.feed(speech[start:start + piece])
-        spent = time.perf_counter() - began
+        spent = clock() - began
         compute += spent
-        arrived = min(start + piece, len(speech)) / rate  # the audio time when this piece was complete
-        latencies += [arrived - e["end"] + spent for e in events if "final" in e and not last]
+        arrived = min(start + piece, len(speech)) / rate  # when the piece's last sample was spoken
+        now = max(now, arrived) + spent                   # when the events of this piece are out
+        latencies += [now - e["end"] for e in events if "final" in e and not last]
         if last:
             break
     return compute, latencies
@@ -103,6 +108,9 @@ def main() -> None:
     parser.add_argument("--endpoint-s", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads of every runtime (0: each one's default)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="count the process's CPU time as compute (with one thread each: what a core of "
+                             "its own would take; steadier on a busy shared machine than wall time)")
     parser.add_argument("--quick", action="store_true", help="a tiny model, 2 s, one round")
     args = parser.parse_args()
     if args.quick:  # the tiny model's frames are 1.25 ms: a pause of 10 ms is 8 of them
@@ -111,6 +119,7 @@ def main() -> None:
     from llmasos import export, zoo
 
     rate, only = 16000, set(args.only.split(","))
+    clock = time.process_time if args.cpu_time else time.perf_counter
     rng = np.random.default_rng(0)
     speech = (0.1 * rng.standard_normal(int(args.seconds * rate))).astype(np.float32)
     settings = [tuple(float(v) for v in s.split("/")) for s in args.settings.split(",")]
@@ -136,7 +145,7 @@ def main() -> None:
             run_stream(model.stream(session=session), speech[:rate * 2], rate)
 
         print(f"CPU: {describe()}; load average {os.getloadavg()[0]:.1f}; threads per runtime: "
-              f"{args.threads or 'default'}")
+              f"{args.threads or 'default'}; compute counted in {'CPU' if args.cpu_time else 'wall'} time")
         print(f"Streaming Wav2Vec2 ({'tiny' if args.quick else 'wav2vec2-base size'}, random weights), "
               f"{args.seconds:g} s of audio fed {1000 * PIECE_S:.0f} ms at a time, endpoint_s={args.endpoint_s}; "
               f"medians of {args.repeats} round(s), [min-max]")
@@ -148,7 +157,7 @@ def main() -> None:
             for _ in range(args.repeats):
                 for name, (model, session) in runtimes.items():
                     stream = model.stream(chunk_s, left_s, right_s, session=session, endpoint_s=args.endpoint_s)
-                    compute, finals = run_stream(stream, speech, rate)
+                    compute, finals = run_stream(stream, speech, rate, clock)
                     rtf[name].append(compute / args.seconds)
                     latency[name] += finals
                     texts[name] = stream.text

@@ -167,7 +167,8 @@ def test_a_torchvision_vit_checkpoint_maps_onto_the_spec(framework):
 @pytest.mark.slow
 def test_vit_b_16_loads_torchvisions_checkpoint_file(tmp_path):
     import torch
-    import torchvision
+
+    torchvision = pytest.importorskip("torchvision", reason="the reference is torchvision's vit_b_16")
 
     torch.manual_seed(0)
     module = torchvision.models.vit_b_16().eval()
