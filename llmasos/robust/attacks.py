@@ -6,6 +6,8 @@ Each attack works on the logits (the loss is cross-entropy on logits, never on s
 with the model in inference mode (its mode restored after), and keeps every example within
 ``eps`` of its clean input and within ``bounds``: a step is clipped to the eps ball first, then to
 the bounds, as torchattacks does, whose ``FGSM``/``PGD`` give the same arrays bit for bit.
+``bounds`` default to (0, 1); a model that carries its preprocessing (a zoo image model) is
+attacked in pixel space, eps in pixel units (:mod:`llmasos.robust.space`).
 
 >>> x_adv = fgsm(model, x, y, eps=0.1)                                          # doctest: +SKIP
 >>> x_adv = pgd(model, x, y, eps=0.1, alpha=0.01, steps=40, norm="l2")            # doctest: +SKIP
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..errors import AttackError
 from .checks import check_bounds, check_eps, check_labels, check_model, check_norm
+from .space import attack_space
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -28,14 +31,17 @@ Bounds = tuple[float, float]
 
 
 class _Batch:
-    """One attack's view of the data: inputs in the model's layout (float32), labels checked, the
+    """One attack's view of the data: inputs in the model's layout (float32) — as pixels in [0, 1]
+    for a model that carries its preprocessing, unless ``bounds`` are given — labels checked, the
     loss and target the gradient takes."""
 
     def __init__(self, model: Any, x: Any, y: Any, bounds: Any, batch_size: int) -> None:
         self.model = check_model(model)
         x = np.asarray(x, dtype=np.float32)
         self.shape = x.shape
-        self.x = self.model.shape_input(x)[0]
+        inputs = self.model.shape_input(x)[0]
+        self.pixels, bounds = attack_space(self.model, bounds, inputs)
+        self.x = inputs if self.pixels is None else self.pixels.to_pixels(inputs)
         self.low, self.high = check_bounds(bounds, self.x)
         self.labels = check_labels(y, len(self.x), self.model.classes)
         self.binary = self.model.spec.final_activation() == "sigmoid"
@@ -53,18 +59,29 @@ class _Batch:
         target = self.target if target is None else target
         parts = []
         for s in range(0, len(x), step):
-            grad = compiled.input_gradient([x[s:s + step]], target[s:s + step], self.loss)[0]
+            grad = compiled.input_gradient([self.inputs(x[s:s + step])], target[s:s + step], self.loss)[0]
+            grad = grad if self.pixels is None else self.pixels.gradient(grad)
             parts.append(grad * np.float32(len(grad)) if per_example else grad)
         return np.concatenate(parts) if parts else np.zeros_like(x)
 
+    def inputs(self, x: np.ndarray) -> np.ndarray:
+        """The model's inputs for points of the attack's space."""
+        return x if self.pixels is None else self.pixels.to_inputs(x)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(self.inputs(x))
+
+    def predicted(self, x: np.ndarray) -> np.ndarray:
+        return predicted_labels(self.model, self.inputs(x))
+
     def fooled(self, x: np.ndarray) -> np.ndarray:
-        return predicted_labels(self.model, x) != self.labels
+        return self.predicted(x) != self.labels
 
     def clip(self, x: np.ndarray) -> np.ndarray:
         return np.clip(x, self.low, self.high)
 
     def out(self, x: np.ndarray) -> np.ndarray:
-        return x.reshape(self.shape)
+        return self.inputs(x).reshape(self.shape)
 
 
 def predicted_labels(model: "Model", x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -73,10 +90,12 @@ def predicted_labels(model: "Model", x: np.ndarray, batch_size: int = 1024) -> n
     return (out[:, 0] > 0.5).astype(np.int64) if out.shape[-1] == 1 else out.argmax(axis=-1)
 
 
-def fgsm(model: "Model", x: Any, y: Any, eps: float, *, bounds: Bounds = (0.0, 1.0),
+def fgsm(model: "Model", x: Any, y: Any, eps: float, *, bounds: Bounds | None = None,
          batch_size: int = 256) -> np.ndarray:
     """Fast gradient sign method (Goodfellow et al., 2015): ``clip(x + eps * sign(grad))``.
-    NumPy in (``x`` as ``predict`` takes it, ``y`` class ids), NumPy out, in ``x``'s shape."""
+    NumPy in (``x`` as ``predict`` takes it, ``y`` class ids), NumPy out, in ``x``'s shape.
+    ``bounds`` default to (0, 1), or to pixels in [0, 1] with eps in pixel units for a model whose
+    metadata carries its ``preprocess`` mean/std (:mod:`llmasos.robust.space`)."""
     eps = check_eps(eps)
     batch = _Batch(model, x, y, bounds, batch_size)
     return batch.out(batch.clip(batch.x + eps * np.sign(batch.gradient(batch.x))))
@@ -84,13 +103,13 @@ def fgsm(model: "Model", x: Any, y: Any, eps: float, *, bounds: Bounds = (0.0, 1
 
 def pgd(model: "Model", x: Any, y: Any, eps: float, alpha: float | None = None, steps: int = 10, *,
         norm: str = "inf", random_start: bool = True, restarts: int = 1, seed: int | None = 0,
-        bounds: Bounds = (0.0, 1.0), batch_size: int = 256) -> np.ndarray:
+        bounds: Bounds | None = None, batch_size: int = 256) -> np.ndarray:
     """Projected gradient descent (Madry et al., 2018): ``steps`` steps of size ``alpha`` (default
     ``2.5 * eps / steps``) along the gradient's sign (``norm="inf"``) or its L2 direction
     (``"l2"``), each projected onto the eps ball around ``x`` and then into ``bounds``. With
     ``random_start`` each run starts from a random point of the ball (drawn from ``seed``); with
     ``restarts=n`` the attack runs n times and keeps, per example, the first run that fools the
-    model (else the last)."""
+    model (else the last). ``bounds`` as in :func:`fgsm`."""
     eps = check_eps(eps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise AttackError(f"steps must be an int >= 0, got {steps!r}")
@@ -157,7 +176,7 @@ class FGSM:
     """:func:`fgsm` as an object, for :func:`llmasos.robust.evaluate` (and ``train(adversarial=)``)."""
 
     eps: float = 0.1
-    bounds: Bounds = (0.0, 1.0)
+    bounds: Bounds | None = None
     batch_size: int = 256
     name = "fgsm"
     norm = "inf"
@@ -180,7 +199,7 @@ class PGD:
     random_start: bool = True
     restarts: int = 1
     seed: int | None = 0
-    bounds: Bounds = (0.0, 1.0)
+    bounds: Bounds | None = None
     batch_size: int = 256
     name = "pgd"
 

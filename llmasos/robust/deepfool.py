@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import AttackError
-from .attacks import Bounds, _Batch, _l2, _per_example, predicted_labels
+from .attacks import Bounds, _Batch, _l2, _per_example
 from .checks import check_eps
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ _SMALLEST_PROBABILITY = np.float32(1e-30)
 
 
 def deepfool(model: "Model", x: Any, y: Any, steps: int = 50, overshoot: float = 0.02, *, eps: float | None = None,
-             bounds: Bounds = (0.0, 1.0), batch_size: int = 256) -> np.ndarray:
+             bounds: Bounds | None = None, batch_size: int = 256) -> np.ndarray:
     """DeepFool's adversarial examples, NumPy in and out in ``x``'s shape, for a softmax
     classifier. ``steps`` bounds the iterations; with ``eps`` an example whose perturbation's L2
     norm exceeds it is returned clean (the attack failed within that budget), which makes
@@ -50,12 +50,12 @@ def deepfool(model: "Model", x: Any, y: Any, steps: int = 50, overshoot: float =
                           f"outputs); this model ends in {model.spec.final_activation()!r}; use pgd(norm='l2')")
     classes = model.classes
     adv = batch.x.copy()
-    active = np.flatnonzero(predicted_labels(model, adv) == batch.labels)
+    active = np.flatnonzero(batch.predicted(adv) == batch.labels)
     for _ in range(steps):
         if not len(active):
             break
         point, labels = adv[active], batch.labels[active]
-        log_p = np.log(np.maximum(model.predict(point), _SMALLEST_PROBABILITY))
+        log_p = np.log(np.maximum(batch.predict(point), _SMALLEST_PROBABILITY))
         still = log_p.argmax(axis=1) == labels
         active, point, labels, log_p = active[still], point[still], labels[still], log_p[still]
         if not len(active):
@@ -92,7 +92,7 @@ class DeepFool:
     steps: int = 50
     overshoot: float = 0.02
     eps: float | None = None
-    bounds: Bounds = (0.0, 1.0)
+    bounds: Bounds | None = None
     batch_size: int = 256
     name = "deepfool"
     norm = "l2"

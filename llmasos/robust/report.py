@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import AttackError
 from .attacks import make_attack
 from .checks import check_eps, check_labels, check_model
+from .space import attack_space
 from .square import scorer
 
 if TYPE_CHECKING:
@@ -115,7 +116,9 @@ def evaluate(model: "Model", data: Any, attacks: Iterable[Any] = ("fgsm", "pgd")
     """Attack ``data`` (a labelled Dataset, or ``(X, y)``) with each of ``attacks`` (names or
     attack objects: :class:`~llmasos.robust.FGSM`, :class:`~llmasos.robust.PGD`,
     :class:`~llmasos.robust.DeepFool`, :class:`~llmasos.robust.Square`) at each ``eps``;
-    ``bounds`` overrides the attacks' own (default (0, 1)). ``model`` is an llmasos Model, or,
+    ``bounds`` overrides the attacks' own (default (0, 1), or pixels in [0, 1] for a model that
+    carries its preprocessing: :mod:`llmasos.robust.space`; eps and the mean perturbation are
+    then in pixel units). ``model`` is an llmasos Model, or,
     for query-only attacks (``"square"``), an ``.onnx`` path or a function from inputs to scores.
     Keep the result with :meth:`Report.attach`."""
     x, y = _arrays(data)
@@ -141,7 +144,8 @@ def evaluate(model: "Model", data: Any, attacks: Iterable[Any] = ("fgsm", "pgd")
         for e in eps:
             adv = attack.with_eps(e)(model, x, labels)
             right = predicted(adv) == labels
-            delta = (adv - x).reshape(len(x), -1)
+            pixels, _ = attack_space(model, attack.bounds, x)
+            delta = (adv - x if pixels is None else pixels.to_pixels(adv) - pixels.to_pixels(x)).reshape(len(x), -1)
             norms = np.abs(delta).max(axis=1) if getattr(attack, "norm", "inf") == "inf" else np.linalg.norm(delta, axis=1)
             report.rows.append({
                 "attack": label, "eps": e, "clean_accuracy": float(clean.mean()),

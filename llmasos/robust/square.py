@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import AttackError
 from .checks import check_bounds, check_eps, check_labels
+from .space import attack_space
 
 Bounds = tuple[float, float]
 # the share of pixels a square covers halves at these fractions of the query budget (the paper's
@@ -55,18 +56,27 @@ def _margins(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def square(target: Any, x: Any, y: Any, eps: float, queries: int = 300, *, seed: int | None = 0,
-           p_init: float = 0.1, bounds: Bounds = (0.0, 1.0)) -> np.ndarray:
+           p_init: float = 0.1, bounds: Bounds | None = None) -> np.ndarray:
     """Square attack's adversarial examples within ``eps`` (L-infinity) of ``x`` after at most
     ``queries`` queries per example, NumPy in and out. Images are ``(n, channels, height, width)``;
     other inputs are attacked as one row of pixels. ``p_init`` is the share of pixels the first
-    squares cover."""
+    squares cover. ``bounds`` default to (0, 1), or, for an llmasos Model whose metadata carries
+    its ``preprocess`` mean/std, to pixels in [0, 1] with eps in pixel units
+    (:mod:`llmasos.robust.space`)."""
     eps = check_eps(eps)
     if isinstance(queries, bool) or not isinstance(queries, int) or queries < 1:
         raise AttackError(f"queries must be an int >= 1 (model calls per example), got {queries!r}")
     if not 0 < p_init <= 1:
         raise AttackError(f"p_init must be in (0, 1] (the share of pixels a first square covers), got {p_init!r}")
-    score = scorer(target)
     x = np.asarray(x, dtype=np.float32)
+    model_score = scorer(target)
+    pixels, bounds = attack_space(target, bounds, x)
+    if pixels is not None:   # the attack moves pixels; the model sees them normalised
+        x = pixels.to_pixels(x)
+
+    def score(points: np.ndarray) -> np.ndarray:
+        return model_score(points if pixels is None else pixels.to_inputs(points))
+
     shape = x.shape
     images = x if x.ndim == 4 else x.reshape(len(x), 1, 1, -1)
     low, high = check_bounds(bounds, images)
@@ -98,7 +108,7 @@ def square(target: Any, x: Any, y: Any, eps: float, queries: int = 300, *, seed:
         better = new_margin < margin[active]
         adv[active[better]] = candidate[better]
         margin[active[better]] = new_margin[better]
-    return adv.reshape(shape)
+    return adv.reshape(shape) if pixels is None else pixels.to_inputs(adv.reshape(shape))
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ class Square:
     queries: int = 300
     seed: int | None = 0
     p_init: float = 0.1
-    bounds: Bounds = (0.0, 1.0)
+    bounds: Bounds | None = None
     name = "square"
     norm = "inf"
     needs_gradient = False
