@@ -10,7 +10,8 @@
                    [--int8-target auto|avx2|avx512|vnni|arm64] [--fp16] [--external-data]
                    [--triton-repo DIR] [--kserve MANIFEST --storage-uri URI]
     llmasos bench model.onnx [--providers cpu,cuda] [--batch 1,8,32] [--energy]
-    llmasos robust model.h5|model.onnx --data test.csv [--eps 0,0.05,0.1] [--attacks fgsm,pgd,deepfool,square]
+    llmasos robust model.h5|model.onnx|--url http://host:port --model NAME --data test.csv [--eps 0,0.05,0.1]
+                   [--attacks fgsm,pgd,deepfool,square]
                    [--samples N] [--queries 300] [--bounds 0,1] [--json FILE] [--plot FILE] [--save]
     llmasos serve PATH [--providers cuda,cpu] [--port 8000] [--max-batch 32] [--token-file FILE] [--model-control]
     llmasos zoo list                                names, tasks, frameworks, parameters, weight sources
@@ -431,9 +432,13 @@ def _zoo_export(args: argparse.Namespace) -> int:
 
 
 def _add_robust(commands: Any) -> None:
-    parser = commands.add_parser("robust", help="adversarial robustness report of a .h5 (gradient attacks) or an "
-                                                ".onnx (query-only Square attack)")
-    parser.add_argument("model", help="an llmasos .h5 file, or an .onnx file (attacked through its outputs only)")
+    parser = commands.add_parser("robust", help="adversarial robustness report of a .h5 (gradient attacks), an "
+                                                ".onnx or a served model (query-only Square attack)")
+    parser.add_argument("model", nargs="?", help="an llmasos .h5 file, or an .onnx file (attacked through its "
+                                                 "outputs only); leave out with --url")
+    parser.add_argument("--url", help="attack a served model instead (Open Inference Protocol v2: llmasos serve, "
+                                      "KServe, Triton), e.g. http://127.0.0.1:8000; $LLMASOS_TOKEN is sent if set")
+    parser.add_argument("--model", dest="served", metavar="NAME", help="the served model's name (with --url)")
     parser.add_argument("--data", required=True, help="labelled test data (CSV, Parquet, ...), inputs in --bounds")
     parser.add_argument("--target", default="label", help="the label column (default: label)")
     parser.add_argument("--eps", default="0,0.05,0.1", help="comma-separated eps values (default: 0,0.05,0.1)")
@@ -441,7 +446,8 @@ def _add_robust(commands: Any) -> None:
                                           "a .h5, square for an .onnx)")
     parser.add_argument("--samples", type=int, help="attack only the first N examples")
     parser.add_argument("--queries", type=int, default=300, help="queries per example for square (default 300)")
-    parser.add_argument("--bounds", default="0,1", help="the range inputs may take, low,high (default 0,1)")
+    parser.add_argument("--bounds", help="the range inputs may take, low,high (default 0,1; for a model that "
+                                         "carries its preprocessing mean/std, pixels in [0, 1] and eps in pixel units)")
     parser.add_argument("--json", help="also write the report as JSON to this file")
     parser.add_argument("--plot", help="also plot accuracy against eps to this image")
     parser.add_argument("--save", action="store_true", help="store the report in the model file (metadata "
@@ -461,27 +467,39 @@ def _numbers(text: str, what: str) -> list[float]:
 def _robust(args: argparse.Namespace) -> int:
     from . import Dataset, Model, robust
 
-    path = Path(args.model)
-    onnx_file = path.suffix.lower() == ".onnx"
-    if not onnx_file and path.suffix.lower() not in (".h5", ".hdf5"):
+    served = args.url is not None
+    if served and (args.model is not None or not args.served):
+        raise ModelFileError("--url attacks a served model: give its name with --model NAME, and no model file")
+    if not served and args.model is None:
+        raise ModelFileError("llmasos robust needs a model file (.h5 or .onnx), or --url and --model for a served one")
+    if not served and args.served:
+        raise ModelFileError("--model NAME goes with --url (a served model); a file is given as the first argument")
+    path = Path(args.model or "")
+    onnx_file = served or path.suffix.lower() == ".onnx"
+    if not served and not onnx_file and path.suffix.lower() not in (".h5", ".hdf5"):
         raise ModelFileError(f"{path}: llmasos robust reads .h5 and .onnx files, got {path.suffix or 'no suffix'!r}")
-    if not path.exists():
+    if not served and not path.exists():
         raise ModelFileError(f"{path}: no such file")
+    if served and args.save:
+        raise ModelFileError("--save stores the report in a model file; a served model has none here (use --json)")
     x, y = Dataset(args.data, mode="test", target=args.target).arrays()
     if args.samples is not None:
         x, y = x[:args.samples], y[:args.samples]
-    bounds = tuple(_numbers(args.bounds, "bounds"))
+    bounds = None if args.bounds is None else tuple(_numbers(args.bounds, "bounds"))
     names = (args.attacks or ("square" if onnx_file else "fgsm,pgd")).split(",")
     attacks = [robust.Square(queries=args.queries) if name.strip() == "square" else name.strip() for name in names]
-    if onnx_file:
+    target: Any
+    if served:
+        target = robust.remote(args.url, args.served)
+        shape = list(target.input_shape)
+    elif onnx_file:
         from .export import info
 
-        shape = info(str(path))["inputs"][0]["shape"][1:]
-        if all(isinstance(d, int) and d > 0 for d in shape) and x.ndim == 2:   # flat rows: the file's layout
-            x = x.reshape(len(x), *shape)
-        target: Any = str(path)
+        target, shape = str(path), info(str(path))["inputs"][0]["shape"][1:]
     else:
         target = Model.load(str(path))
+    if onnx_file and all(isinstance(d, int) and d > 0 for d in shape) and x.ndim == 2:   # flat rows: the model's layout
+        x = x.reshape(len(x), *shape)
     report = robust.evaluate(target, (x, y), attacks=attacks, eps=_numbers(args.eps, "eps"), bounds=bounds)
     print(report.table())
     if args.json:

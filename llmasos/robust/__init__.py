@@ -10,6 +10,7 @@ report = robust.evaluate(model, test, attacks=["fgsm", robust.PGD(steps=40)], ep
 print(report.table()); report.plot("robustness.png"); report.to_json()
 report.attach(model); model.save("model.h5")      # `robustness` in the .h5, its ONNX export, `llmasos info`
 robust.evaluate("model.onnx", test, attacks=["square"], eps=[0.1])   # query-only: no gradient needed
+robust.evaluate(robust.remote("http://host:8000", "digits"), test, attacks=["square"], eps=[0.1])  # a served model
 model.train(train, opt, epochs=15, adversarial=robust.PGD(eps=0.1, alpha=0.01, steps=10))   # Madry et al.
 ```
 
@@ -20,8 +21,9 @@ once. Importing this package imports no framework.
 
 from .attacks import FGSM, PGD, fgsm, make_attack, pgd, predicted_labels
 from .deepfool import DeepFool, deepfool
+from .remote import RemoteModel, remote
 from .report import Report, evaluate
 from .square import Square, square
 
-__all__ = ["DeepFool", "FGSM", "PGD", "Report", "Square", "deepfool", "evaluate", "fgsm", "make_attack", "pgd",
-           "predicted_labels", "square"]
+__all__ = ["DeepFool", "FGSM", "PGD", "RemoteModel", "Report", "Square", "deepfool", "evaluate", "fgsm",
+           "make_attack", "pgd", "predicted_labels", "remote", "square"]
