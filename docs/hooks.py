@@ -26,13 +26,17 @@ PAGES = {"llmasos.export": "export.md", "llmasos.zoo": "zoo.md", "llmasos.serve"
          "llmasos.errors": "errors.md", "llmasos.layers": "layers.md", "llmasos.ops": "ops.md"}
 
 
-def readme_section(heading: str) -> str:
-    """The body of README.md's ``## heading`` section, up to the next ``##`` heading."""
+def readme_section(heading: str, depth: int = 0) -> str:
+    """The body of README.md's ``## heading`` section, up to the next ``##`` heading, for a page
+    ``depth`` folders below the site's root: README's links to ``notebooks/`` and ``docs/``
+    (relative to the repository) are made relative to that page."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
     if match is None:
         raise ValueError(f"README.md has no section '## {heading}'")
-    return match.group(1).strip() + "\n"
+    up = "../" * depth
+    body = re.sub(r"\]\(notebooks/", f"]({up}notebooks/", match.group(1).strip())
+    return re.sub(r"\]\(docs/", f"]({up}", body) + "\n"
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
@@ -78,7 +82,8 @@ def api_entries(module_name: str) -> str:
 
 
 def on_page_markdown(markdown, page, config, files):
-    markdown = README_MARK.sub(lambda m: readme_section(m.group(1)), markdown)
+    depth = page.file.src_uri.count("/")
+    markdown = README_MARK.sub(lambda m: readme_section(m.group(1), depth), markdown)
     markdown = FILE_MARK.sub(lambda m: (ROOT / m.group(1)).read_text(encoding="utf-8"), markdown)
     markdown = API_MARK.sub(lambda m: api_entries(m.group(1)), markdown)
     if CLI_MARK in markdown:

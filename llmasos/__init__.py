@@ -25,7 +25,7 @@ _LAZY = {
     "Deployer": "llmasos.serve",
     "ModelSpec": "llmasos.spec",
 }
-_SUBMODULES = ("export", "zoo", "errors", "layers", "ops", "robust", "compress")
+_SUBMODULES = ("export", "zoo", "errors", "layers", "ops", "robust", "compress", "energy")
 
 __all__ = [*_LAZY, *_SUBMODULES, "__version__"]
 

@@ -3,9 +3,14 @@
 structured pruning (``Model.prune(amount, structured=True)``, :mod:`.prune`) and
 the side-by-side :func:`compare` table. Importing it imports no framework.
 
-    from llmasos import compress
-    history = compress.distill(teacher, student, data, Optimizer("Adam", lr=1e-3), epochs=10,
-                               temperature=4.0, alpha=0.9)
+```python
+from llmasos import compress
+history = compress.distill(teacher, student, data, Optimizer("Adam", lr=1e-3), epochs=10,
+                           temperature=4.0, alpha=0.9)
+small = compress.shrink(bert, layers=[0, 2, 4, 6, 8, 10])      # or bert.shrink(layers=...)
+slim = model.prune(0.5, structured=True)
+print(compress.compare(teacher, student, slim, "teacher.int8.onnx", test))
+```
 """
 
 from .compare import Comparison, compare
