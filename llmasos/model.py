@@ -240,9 +240,13 @@ class Model:
             slim = model.prune(0.5, structured=True)
         """
         if structured:
-            from .compress.prune import structured as prune_structured
+            from .compress.prune import Plan
 
-            return prune_structured(self, amount, criterion)
+            plan = Plan(self.spec, self.get_weights(), amount, criterion)
+            smaller = Model(spec=plan.spec, framework=self.framework, output_dim=self.output_dim, name=self.name)
+            smaller.device, smaller.metadata = self.device, dict(self.metadata)
+            smaller.set_weights(plan.weights())
+            return smaller
         from .export.prune import prune_weights
 
         weights, sparsity = prune_weights(self.spec, self.get_weights(), amount)

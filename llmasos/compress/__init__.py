@@ -13,9 +13,26 @@ print(compress.compare(teacher, student, slim, "teacher.int8.onnx", test))
 ```
 """
 
-from .compare import Comparison, compare
-from .distill import NO_LABEL, distill
-from .shrink import shrink
-from .teacher import Teacher
+from __future__ import annotations
 
-__all__ = ["NO_LABEL", "Comparison", "Teacher", "compare", "distill", "shrink"]
+import importlib
+from typing import Any
+
+# Loaded on first use: Model.prune(structured=True) imports .prune, which must not bring in the
+# modules here that import Model (import circles, tests/test_architecture.py).
+_LAZY = {"Comparison": "compare", "compare": "compare", "NO_LABEL": "distill", "distill": "distill",
+         "shrink": "shrink", "Teacher": "teacher"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'llmasos.compress' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -222,15 +222,3 @@ class Plan:
                 tensors = {name: value[outputs] for name, value in tensors.items()}
             out[layer.name] = tensors
         return out
-
-
-def structured(model: Any, amount: float, criterion: str = "l1") -> Any:
-    """A new Model, in ``model``'s framework, with the ``amount`` least important channels of each
-    prunable group removed (see the module's docstring); ``model`` itself is unchanged."""
-    from ..model import Model
-
-    plan = Plan(model.spec, model.get_weights(), amount, criterion)
-    smaller = Model(spec=plan.spec, framework=model.framework, output_dim=model.output_dim, name=model.name)
-    smaller.device, smaller.metadata = model.device, dict(model.metadata)
-    smaller.set_weights(plan.weights())
-    return smaller

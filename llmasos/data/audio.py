@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import waveforms
 from ..errors import DataError
 from .dataset import Dataset, buckets
 from .text import non_empty_strings, read_table
 
 
-class AudioDataset(Dataset):
+class AudioDataset(Dataset, keyword="audio"):
     """Audio clips (a column of ``.wav`` paths) and their transcripts, for a zoo speech model.
 
     ``source`` is a ``.csv``/``.parquet`` file or a DataFrame; ``audio`` names the column of
@@ -88,7 +89,6 @@ class AudioDataset(Dataset):
 
 def _read(folder: Path, path: Any, row: int, name: str) -> np.ndarray:
     """Row ``row``'s clip as a 16 kHz waveform."""
-    from ..zoo.audio import waveforms  # the zoo's reader (PCM .wav, the rate checked), imported once needed
 
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise DataError(f"{name}: row {row}'s audio path is {path!r}, not a path to a .wav file")

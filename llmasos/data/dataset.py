@@ -33,16 +33,22 @@ class Dataset:
     ([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]], (0, 1))
     """
 
+    # keyword -> the subclass Dataset(..., keyword=column) opens (text=, audio=); each registers
+    # itself, so this module imports none of them
+    _kinds: dict[str, type["Dataset"]] = {}
+
+    def __init_subclass__(cls, keyword: str | None = None, **options: Any) -> None:
+        super().__init_subclass__(**options)
+        if keyword is not None:
+            Dataset._kinds[keyword] = cls
+
     def __new__(cls, *args: Any, text: Any = None, audio: str | None = None, **kwargs: Any) -> "Dataset":
-        # Dataset(..., text="column") is a TextDataset and Dataset(..., audio="column") an
-        # AudioDataset, so there is one entry point for all data
+        # one entry point for all data: Dataset(..., text="column") is a TextDataset and
+        # Dataset(..., audio="column") an AudioDataset (whose transcripts are its text=)
         if cls is not Dataset:
             return super().__new__(cls)
-        if audio is not None:
-            from .audio import AudioDataset
-
-            return super().__new__(AudioDataset)
-        return super().__new__(TextDataset if text is not None else cls)
+        kind = "audio" if audio is not None else "text" if text is not None else None
+        return super().__new__(cls._kinds[kind] if kind else cls)
 
     def __init__(self, source: Any, y: Any = None, *, mode: str = "train", target: str | None = "label",
                  features: Sequence[str] | None = None, chunk_size: int | None = None,
@@ -188,7 +194,7 @@ class Dataset:
         return self._label_stats
 
 
-class TextDataset(Dataset):
+class TextDataset(Dataset, keyword="text"):
     """Texts tokenised once, and their labels, served as ``({input name: array}, labels)``
     batches, each padded to its own longest text (not the corpus's); shuffling and batching are
     :class:`Dataset`'s, run over the row numbers.

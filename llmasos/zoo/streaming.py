@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, ZooError
-from . import audio
+from .. import audio
 
 Event = dict[str, Any]
 Logits = Callable[[np.ndarray], np.ndarray]  # (1, samples) float32 -> (1, frames, vocabulary)

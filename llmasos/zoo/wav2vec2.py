@@ -42,7 +42,8 @@ from ..errors import DataError, WeightsError, ZooError
 from ..losses import get as get_loss
 from ..spec import ModelSpec
 from ..texts import Tokens
-from . import audio, streaming
+from .. import audio
+from . import streaming
 from .registry import register
 from .text import HFConfig, TextModel, activation
 
@@ -264,7 +265,7 @@ class Wav2Vec2(TextModel):
 
     @classmethod
     def read_tokenizer(cls, source: Any, folder: Path | None) -> audio.CTCVocabulary | None:
-        """A :class:`~.audio.CTCVocabulary` given, or read from a path or the folder's ``vocab.json``."""
+        """A :class:`~llmasos.audio.CTCVocabulary` given, or read from a path or the folder's ``vocab.json``."""
         if source is not None and not isinstance(source, (str, os.PathLike)):
             if not isinstance(source, audio.CTCVocabulary):
                 raise ZooError(f"a Wav2Vec2 tokenizer is a CTCVocabulary or a path to vocab.json, got "

@@ -12,7 +12,7 @@ import pytest
 
 from llmasos import export, zoo
 from llmasos.serve import Deployer
-from llmasos.zoo.audio import CTCVocabulary
+from llmasos.audio import CTCVocabulary
 
 from .conftest import affine_model
 

@@ -16,7 +16,7 @@ import pytest
 
 from llmasos import Dataset, Model, Optimizer, export, zoo
 from llmasos.errors import DataError
-from llmasos.zoo.audio import read_wav
+from llmasos.audio import read_wav
 
 from ..conftest import framework_params
 

@@ -11,7 +11,7 @@ import pytest
 
 from llmasos import export, zoo
 from llmasos.errors import DataError
-from llmasos.zoo.audio import CTCVocabulary
+from llmasos.audio import CTCVocabulary
 from llmasos.zoo.wav2vec2 import fold_weight_norm
 
 from ..conftest import framework_params

@@ -12,7 +12,7 @@ import pytest
 
 from llmasos import export, zoo
 from llmasos.errors import DataError
-from llmasos.zoo.audio import CTCVocabulary
+from llmasos.audio import CTCVocabulary
 from llmasos.zoo.streaming import ChunkPlan, CTCSpeech, _Utterances, chunk_spans, transcribe_chunked
 
 from ..conftest import framework_params

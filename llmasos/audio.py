@@ -1,5 +1,6 @@
-"""Speech in and text out for CTC models (:mod:`.wav2vec2`): waveforms as model inputs, and
-greedy CTC decoding with a character vocabulary.
+"""Speech in and text out for CTC models (:mod:`llmasos.zoo.wav2vec2`): waveforms as model inputs,
+and greedy CTC decoding with a character vocabulary. Neutral (NumPy and the standard library), so
+datasets (:mod:`llmasos.data.audio`) and the zoo share it without importing each other.
 
 >>> vocabulary = CTCVocabulary({"<pad>": 0, "|": 1, "A": 2, "B": 3})
 >>> vocabulary.decode([2, 2, 0, 2, 1, 1, 3, 0])  # repeats collapse, blanks split them, | is a space
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DataError, ZooError
+from .errors import DataError, ZooError
 
 SAMPLING_RATE = 16_000
 VOCABULARY_FILE = "vocab.json"
