@@ -389,7 +389,7 @@ class Model:
         ``adversarial=robust.PGD(eps=0.1, alpha=0.01, steps=10)`` (or ``robust.FGSM(...)``) trains
         on each batch's adversarial examples, made against the weights of that step (Madry et al.;
         :mod:`llmasos.robust.training`); validation stays on the clean data. Pass it again when
-        resuming; it does not go with ``nproc`` > 1 yet.
+        resuming. It goes with ``nproc``: each rank attacks its own rows of the global batch.
 
         ``energy=True`` leaves the run's joules, seconds and their ``source`` ("rapl", or
         "estimate" with a warning where no counter is readable) in ``history.energy``
@@ -411,15 +411,17 @@ class Model:
 
             if energy:
                 raise TrainingError("energy=True measures this process; train without nproc= to measure it")
-            if adversarial is not None:
-                raise TrainingError("adversarial= does not go with nproc= yet (the workers would not attack their "
-                                    "batches); train adversarially in one process (nproc=None)")
+            if adversarial is not None:   # the workers rebuild the attack from plain data (never pickled)
+                from .robust.training import adversarial_attack, attack_config
+
+                adversarial = attack_config(adversarial_attack(adversarial, self))
 
             if class_weight is not None or inputs.weights is not None or inputs.validation_weights is not None:
                 raise TrainingError("class_weight and sample_weight do not go with nproc= yet; train in one process")
             if metrics is not None and not all(isinstance(m, str) for m in metrics):
                 raise TrainingError("with nproc= metrics are given by name (the workers make their own)")
-            extra = {} if metrics is None else {"metrics": list(metrics)}
+            extra = ({} if metrics is None else {"metrics": list(metrics)}) | \
+                ({} if adversarial is None else {"adversarial": adversarial})
             return launch(self, nproc, dataset=dataset, validation=validation, optimizer=optimizer, callbacks=callbacks,
                           epochs=epochs, batch_size=batch_size, seed=seed, loss=loss, progress=progress,
                           checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, **extra)

@@ -24,8 +24,13 @@ def work(folder: Path) -> None:
     distributed.join(job["framework"])   # before the model is built: TensorFlow needs its strategy first
     model = Model.load(folder / "model.h5", framework=job["framework"], max_elements=None)
     optimizer = None if job["optimizer"] is None else Optimizer.from_config(job["optimizer"])
+    options = dict(job["options"])
+    if options.get("adversarial") is not None:   # plain data in job.json: the attack is built here
+        from .robust.training import attack_from_config
+
+        options["adversarial"] = attack_from_config(options["adversarial"])
     model.train(open_dataset(job["train"]), optimizer, validation=open_dataset(job["validation"]),
-                callbacks=[rebuild_callback(c) for c in job["callbacks"]], **job["options"])
+                callbacks=[rebuild_callback(c) for c in job["callbacks"]], **options)
     model.save(folder / "result.h5")
 
 

@@ -103,13 +103,15 @@ def fgsm(model: "Model", x: Any, y: Any, eps: float, *, bounds: Bounds | None = 
 
 def pgd(model: "Model", x: Any, y: Any, eps: float, alpha: float | None = None, steps: int = 10, *,
         norm: str = "inf", random_start: bool = True, restarts: int = 1, seed: int | None = 0,
-        bounds: Bounds | None = None, batch_size: int = 256) -> np.ndarray:
+        bounds: Bounds | None = None, batch_size: int = 256, within: tuple[slice, int] | None = None) -> np.ndarray:
     """Projected gradient descent (Madry et al., 2018): ``steps`` steps of size ``alpha`` (default
     ``2.5 * eps / steps``) along the gradient's sign (``norm="inf"``) or its L2 direction
     (``"l2"``), each projected onto the eps ball around ``x`` and then into ``bounds``. With
     ``random_start`` each run starts from a random point of the ball (drawn from ``seed``); with
     ``restarts=n`` the attack runs n times and keeps, per example, the first run that fools the
-    model (else the last). ``bounds`` as in :func:`fgsm`."""
+    model (else the last). ``bounds`` as in :func:`fgsm`. ``within=(rows, n)`` says ``x`` is the
+    rows ``rows`` of a batch of ``n``: the random start is drawn for the whole batch and those
+    rows taken, so a data-parallel rank attacking its slice gets the examples one process would."""
     eps = check_eps(eps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise AttackError(f"steps must be an int >= 0, got {steps!r}")
@@ -121,10 +123,15 @@ def pgd(model: "Model", x: Any, y: Any, eps: float, alpha: float | None = None, 
         raise AttackError("restarts > 1 would repeat the same attack: without random_start=True every run "
                           "starts from x; pass random_start=True or restarts=1")
     batch = _Batch(model, x, y, bounds, batch_size)
+    rows, total = within if within is not None else (slice(0, len(batch.x)), len(batch.x))
+    if len(range(total)[rows]) != len(batch.x):
+        raise AttackError(f"within=(rows, n) must name x's rows of a batch of n: {rows} of {total} is "
+                          f"{len(range(total)[rows])} rows, x has {len(batch.x)}")
     rng = np.random.default_rng(seed)
     best = None
     for _ in range(restarts):
-        adv = _pgd_run(batch, eps, alpha, steps, norm, rng if random_start else None)
+        start = _random_start(rng, (total, *batch.x.shape[1:]), norm, eps)[rows] if random_start else None
+        adv = _pgd_run(batch, eps, alpha, steps, norm, start)
         if best is None:
             best = adv
         else:  # keep the earlier run where it fooled the model already
@@ -135,18 +142,19 @@ def pgd(model: "Model", x: Any, y: Any, eps: float, alpha: float | None = None, 
     return batch.out(best)
 
 
-def _pgd_run(batch: _Batch, eps: float, alpha: float, steps: int, norm: str,
-             rng: np.random.Generator | None) -> np.ndarray:
+def _random_start(rng: np.random.Generator, shape: tuple[int, ...], norm: str, eps: float) -> np.ndarray:
+    """A random point of the eps ball around 0 per example, for a batch of ``shape``."""
+    if norm == "inf":
+        return rng.uniform(-eps, eps, size=shape).astype(np.float32)
+    # a random direction, at a radius drawn uniformly in [0, eps] (torchattacks' PGDL2)
+    delta = rng.standard_normal(shape).astype(np.float32)
+    radius = rng.uniform(0.0, 1.0, size=(shape[0],)).astype(np.float32)
+    return delta * _per_example(radius / np.maximum(_l2(delta), 1e-12) * eps, delta)
+
+
+def _pgd_run(batch: _Batch, eps: float, alpha: float, steps: int, norm: str, start: np.ndarray | None) -> np.ndarray:
     x = batch.x
-    adv = x.copy()
-    if rng is not None:
-        if norm == "inf":
-            adv = batch.clip(adv + rng.uniform(-eps, eps, size=x.shape).astype(np.float32))
-        else:  # a random direction, at a radius drawn uniformly in [0, eps] (torchattacks' PGDL2)
-            delta = rng.standard_normal(x.shape).astype(np.float32)
-            radius = rng.uniform(0.0, 1.0, size=(len(x),)).astype(np.float32)
-            delta *= _per_example(radius / np.maximum(_l2(delta), 1e-12) * eps, x)
-            adv = batch.clip(adv + delta)
+    adv = x.copy() if start is None else batch.clip(x + start)
     for _ in range(steps):
         grad = batch.gradient(adv)
         if norm == "inf":

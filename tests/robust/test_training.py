@@ -71,8 +71,8 @@ def test_pgd_training_makes_the_model_more_robust_and_composes(framework, digits
 def test_what_adversarial_training_does_not_go_with_is_refused(digits):
     x, y = digits[0][:64].reshape(-1, 1, 8, 8), digits[1][:64]
     model = digits_cnn_spec("torch")
-    with pytest.raises(TrainingError, match=r"adversarial= does not go with nproc= yet.*nproc=None"):
-        model.train(Dataset(x, y, mode="train"), Optimizer("Adam"), epochs=1, nproc=2, adversarial=robust.PGD())
+    with pytest.raises(TrainingError, match=r"adversarial= takes robust.PGD.*or robust.FGSM.*not DeepFool"):
+        model.train(Dataset(x, y, mode="train"), Optimizer("Adam"), epochs=1, nproc=2, adversarial="deepfool")
     with pytest.raises(TrainingError, match=r"adversarial= takes robust.PGD.*unknown attack 'madry'"):
         model.train(Dataset(x, y, mode="train"), Optimizer("Adam"), epochs=1, adversarial="madry")
     regression = Model(input_dim=4, output_dim=1, framework="torch").add_layer("Dense", 1)
