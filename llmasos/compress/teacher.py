@@ -2,11 +2,11 @@
 ``.onnx`` file run by ONNX Runtime. The teacher only ever runs in inference mode, without gradients;
 a teacher ending in softmax (or sigmoid) gives the logits before it, as the losses train on.
 
->>> import numpy as np; from llmasos import Model
->>> teacher = Model(input_dim=4, output_dim=3, framework="torch").add_layer("Dense", 3, activation="softmax")
->>> logits = Teacher(teacher).logits(np.ones((2, 4), np.float32))
->>> logits.shape, bool(np.allclose(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), teacher.predict(np.ones((2, 4)))))
-((2, 3), True)
+It runs where no framework is installed when the teacher is an ``.onnx`` file::
+
+    logits = Teacher("teacher.onnx").logits(x)          # (rows, classes), before any softmax
+    logits = Teacher(model).logits(x)                   # a Model, in its own framework
+    logits = Teacher("teacher.h5", framework="tf").logits(x)
 """
 
 from __future__ import annotations
