@@ -19,7 +19,8 @@ Gradients come from the model's own framework through its adapter
 once. Importing this package imports no framework.
 """
 
-from .attacks import FGSM, PGD, fgsm, make_attack, pgd, predicted_labels
+from .attacks import FGSM, PGD, fgsm, pgd, predicted_labels
+from .catalog import make_attack
 from .deepfool import DeepFool, deepfool
 from .remote import RemoteModel, remote
 from .report import Report, evaluate

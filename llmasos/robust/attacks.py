@@ -217,17 +217,3 @@ class PGD:
 
     def with_eps(self, eps: float) -> "PGD":
         return replace(self, eps=eps)
-
-
-def make_attack(attack: Any) -> Any:
-    """An attack object from a name ("fgsm", "pgd", "deepfool", "square") or the object itself."""
-    from .deepfool import DeepFool   # here: deepfool builds on this module
-    from .square import Square
-
-    known = {"fgsm": FGSM, "pgd": PGD, "deepfool": DeepFool, "square": Square}
-    if isinstance(attack, tuple(known.values())):
-        return attack
-    if isinstance(attack, str) and attack.lower() in known:
-        return known[attack.lower()]()
-    raise AttackError(f"unknown attack {attack!r}; known: {', '.join(known)}, or an attack object "
-                      f"(FGSM(...), PGD(...), DeepFool(...), Square(...))")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from ..errors import AttackError
-from .attacks import make_attack
+from .catalog import make_attack
 from .checks import check_eps, check_labels, check_model
 from .space import attack_space
 from .square import scorer

@@ -29,7 +29,8 @@ import numpy as np
 from .. import distributed
 from ..adapters.base import Trainer
 from ..errors import TrainingError
-from .attacks import FGSM, PGD, fgsm, make_attack, pgd
+from .attacks import FGSM, PGD, fgsm, pgd
+from .catalog import make_attack
 
 if TYPE_CHECKING:
     from ..model import Model
