@@ -19,9 +19,10 @@ import importlib
 from typing import Any
 
 # Loaded on first use: Model.prune(structured=True) imports .prune, which must not bring in the
-# modules here that import Model (import circles, tests/test_architecture.py).
-_LAZY = {"Comparison": "compare", "compare": "compare", "NO_LABEL": "distill", "distill": "distill",
-         "shrink": "shrink", "Teacher": "teacher"}
+# modules here that import Model (import circles, tests/test_architecture.py). The modules are
+# named apart from the functions, so an imported module never hides the function of its name.
+_LAZY = {"Comparison": "comparison", "compare": "comparison", "NO_LABEL": "distillation",
+         "distill": "distillation", "shrink": "shrinking", "Teacher": "teacher"}
 
 __all__ = sorted(_LAZY)
 

@@ -202,7 +202,7 @@ class TextModel(Model):
     def shrink(self, layers: Sequence[int]) -> "TextModel":
         """A smaller model of this family keeping the blocks ``layers`` (DistilBERT's start:
         ``bert.shrink(layers=[0, 2, 4, 6, 8, 10])``); see :func:`llmasos.compress.shrink`."""
-        from ..compress import shrink
+        from ..compress.shrinking import shrink
 
         return shrink(self, layers)
 
