@@ -75,6 +75,9 @@ def api_entries(module_name: str) -> str:
             parts.append(f"## `{module_name}.{name}`\n\nThe [{value.__name__}]({page}) module.\n" if page else
                          f"## `{module_name}.{name}`\n\n::: {value.__name__}\n")
             continue
+        if not callable(value):   # a constant (compress.NO_LABEL): its value, documented where it is defined
+            parts.append(f"## `{module_name}.{name}`\n\n`{name} = {value!r}`\n")
+            continue
         target = f"{value.__module__}.{value.__qualname__}"
         parts.append(f"## `{module_name}.{name}`\n\n::: {target}\n    options:\n      show_root_heading: false\n"
                      f"      heading_level: 3\n")
