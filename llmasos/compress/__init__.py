@@ -15,8 +15,7 @@ print(compress.compare(teacher, student, slim, "teacher.int8.onnx", test))
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .. import lazy
 
 # Loaded on first use: Model.prune(structured=True) imports .prune, which must not bring in the
 # modules here that import Model (import circles, tests/test_architecture.py). The modules are
@@ -27,13 +26,4 @@ _LAZY = {"Comparison": "comparison", "compare": "comparison", "NO_LABEL": "disti
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'llmasos.compress' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy.attributes(__name__, _LAZY)

@@ -26,8 +26,7 @@ apart from the functions (``quantization`` holds ``quantize``) so neither hides 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .. import lazy
 
 # Imported eagerly: providers.py loads ONNX Runtime only when called, and a lazy attribute would
 # lose to the submodule `providers` the moment anything imports it.
@@ -48,13 +47,4 @@ _LAZY = {
 __all__ = ["load", "providers", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'llmasos.export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy.attributes(__name__, _LAZY)
