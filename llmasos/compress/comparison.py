@@ -124,7 +124,7 @@ def _name(model: Any, path: Path) -> str:
 def _measure(path: Path, dataset: Any, seconds: float, batch_size: int) -> dict[str, Any]:
     from ..export import bench
     from ..export.feeds import feed, graph_inputs
-    from ..export.metrics import classes, threshold
+    from ..export.metrics import task_metric, threshold
     from ..export.providers import check_file, session
 
     proto = check_file(path)
@@ -137,11 +137,7 @@ def _measure(path: Path, dataset: Any, seconds: float, batch_size: int) -> dict[
     for x, y in dataset.batches(batch_size):
         outputs.append(sess.run(None, feed(inputs, x, where="compare's dataset"))[0].astype(np.float32))
         labels.append(y)
-    out, y = np.concatenate(outputs), np.concatenate(labels)
-    if np.issubdtype(y.dtype, np.integer):
-        quality = {"accuracy": float(np.mean(classes(out, cut).reshape(-1) == y.reshape(-1)))}
-    else:
-        quality = {"mse": float(np.mean((out.reshape(len(y), -1) - y.reshape(len(y), -1)) ** 2))}
+    metric, value = task_metric(np.concatenate(outputs), np.concatenate(labels), cut)
     return {"parameters": int(parameters), "size_mb": size / 1e6, "latency_ms_b1": timing[1]["median_ms"],
-            "latency_ms_b32": timing[32]["median_ms"], **quality,
+            "latency_ms_b32": timing[32]["median_ms"], metric: value,
             "joules_per_prediction": timing[32]["joules_per_prediction"], "energy_source": timing[32]["energy_source"]}

@@ -58,15 +58,18 @@ def compare(reference: str | os.PathLike, candidate: str | os.PathLike, dataset:
     result["agreement"] = float(np.mean(classes(ref, cut) == classes(cand, cut)))
     if labels:
         y = np.concatenate(labels)
-        if np.issubdtype(y.dtype, np.integer):
-            score = lambda out: float(np.mean(classes(out, cut).reshape(-1) == y.reshape(-1)))
-            result["metric"] = "accuracy"
-        else:
-            score = lambda out: float(np.mean((out.reshape(len(y), -1) - y.reshape(len(y), -1)) ** 2))
-            result["metric"] = "mse"
-        result["reference"], result["candidate"] = score(ref), score(cand)
+        result["metric"], result["reference"] = task_metric(ref, y, cut)
+        result["candidate"] = task_metric(cand, y, cut)[1]
         result["change"] = result["candidate"] - result["reference"]
     return result
+
+
+def task_metric(out: np.ndarray, y: np.ndarray, threshold: float) -> tuple[str, float]:
+    """``("accuracy", value)`` for integer labels (per row, or per token for sequence outputs),
+    ``("mse", value)`` for float labels."""
+    if np.issubdtype(y.dtype, np.integer):
+        return "accuracy", float(np.mean(classes(out, threshold).reshape(-1) == y.reshape(-1)))
+    return "mse", float(np.mean((out.reshape(len(y), -1) - y.reshape(len(y), -1)) ** 2))
 
 
 def classes(out: np.ndarray, threshold: float) -> np.ndarray:
