@@ -131,7 +131,7 @@ def _millions(count: int) -> str:
 _REGISTRY: dict[str, ModelInfo] = {}
 # The zoo's family modules, in the order zoo.list() shows them. Each registers its models when
 # imported, which the first lookup here does: Model.load of a BERT file imports only .bert.
-FAMILIES = ("resnet", "vgg", "vit", "bert", "gpt2", "marian", "wav2vec2")
+FAMILIES = ("resnet", "vgg", "vit", "yolos", "bert", "gpt2", "marian", "wav2vec2")
 PLUGIN_GROUP = "llmasos.zoo"
 """The entry point group of plugin packages' zoo models: ``name = "module:builder"``, a builder
 decorated with :func:`register` (importing the module registers it)."""

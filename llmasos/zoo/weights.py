@@ -235,6 +235,7 @@ TORCH_LAYOUTS: dict[str, dict[str, _Layout]] = {
     "Embedding": {"weight": _Layout("embeddings")},
     "PositionEmbedding": {"weight": _Layout("embeddings")},
     "ClassToken": {"cls_token": _Layout("cls_token")},   # zoo.vit registers this layer: the class token
+    "DetectionTokens": {"tokens": _Layout("tokens")},    # zoo.yolos registers this one: YOLOS' detection tokens
 }
 
 
