@@ -137,6 +137,8 @@ SPECS = {
     "position-embedding-take-token-tied-head": _tied_language_model,
     "shared-vocabulary-biased-head": _shared_vocabulary,
     "waveform-groupnorm-permute-crop": _waveform,
+    "l2-normalize-sequence-and-features": lambda: _seq((4, 6)).add("L2Normalize").add("Flatten").add("Dense", 5)
+        .add("L2Normalize", eps=1e-6),
 }
 
 

@@ -38,6 +38,7 @@ CASES = {
     "Permute": ((3, 10), "float32", [("Permute", [2, 1], {})], (10, 3), 0),
     "Cropping1D": ((10, 3), "float32", [("Cropping1D", [2, 1], {})], (7, 3), 0),
     "Rescaling": ((4,), "float32", [("Rescaling", 0.5, {"offset": 1})], (4,), 0),
+    "L2Normalize": ((5, 8), "float32", [("L2Normalize", None, {"eps": 1e-6})], (5, 8), 0),
     "Embedding-tied": ((7,), "int64", [("Embedding", 16, {"vocab_size": 50, "name": "wte"}),
                                        ("Embedding", None, {"tied_to": "wte", "inputs": "input"})], (7, 16), 800),
     "Unembedding-bias": ((7,), "int64", [("Embedding", 16, {"vocab_size": 50, "name": "wte"}),

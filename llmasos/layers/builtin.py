@@ -755,6 +755,23 @@ class Unembedding(LayerKind):
 
 
 @_builtin
+class L2Normalize(LayerKind):
+    """Divides by the Euclidean norm over the last axis, ``x / max(||x||, eps)``, as torch's
+    ``F.normalize`` (face embeddings of unit length)."""
+
+    name = "L2Normalize"
+    defaults = {"eps": 1e-12}
+
+    @classmethod
+    def check(cls, config, where):
+        eps = config["eps"]
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+            raise SpecError(f"{where}: eps must be a positive number, got {eps!r}")
+        config["eps"] = float(eps)
+        return config
+
+
+@_builtin
 class Activation(LayerKind):
     name = "Activation"
     main = "activation"

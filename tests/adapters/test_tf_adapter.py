@@ -103,7 +103,7 @@ def _text():
 def _waveform():
     spec = ModelSpec.sequential((20,))
     spec.add("Reshape", [1, -1]).add("Conv1D", 4, kernel_size=1).add("GroupNorm", 2).add("Permute", [2, 1])
-    return spec.add("Cropping1D", [2, 3]).add("Rescaling", 0.5, offset=-1.0)
+    return spec.add("Cropping1D", [2, 3]).add("Rescaling", 0.5, offset=-1.0).add("L2Normalize")
 
 
 SPECS = {"images": _images, "signal": _signal, "sequence": _sequence, "graph": _graph, "text": _text,

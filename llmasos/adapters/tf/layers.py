@@ -36,6 +36,7 @@ LAYOUTS: dict[str, str | None] = {
     "LayerNorm": "cf", "Embedding": "cf", "LSTM": "cf", "GRU": "cf", "MultiHeadAttention": "cf",
     "Activation": None, "Add": None, "Concatenate": None, "Attention": "cf", "PositionEmbedding": "cf",
     "TakeToken": "cf", "Unembedding": "cf", "Permute": "cf", "Cropping1D": "cf", "Rescaling": None, "GroupNorm": "cl",
+    "L2Normalize": "cf",
 }
 
 
@@ -288,6 +289,21 @@ class Cropping1D(keras.layers.Layer):
         return {**super().get_config(), "cropping": self.cropping}
 
 
+class L2Normalize(keras.layers.Layer):
+    """``x / max(||x||, eps)`` over the last axis, torch's ``F.normalize`` (``tf.math.l2_normalize``
+    clamps the squared norm instead, which differs for norms below ``sqrt(eps)``)."""
+
+    def __init__(self, eps: float = 1e-12, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = eps
+
+    def call(self, x):
+        return x / tf.maximum(tf.norm(x, axis=-1, keepdims=True), self.eps)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "eps": self.eps}
+
+
 class Tied(keras.layers.Layer):
     """A layer that uses the table of a Keras Embedding layer given by :meth:`share`."""
 
@@ -374,6 +390,7 @@ _MAKERS: dict[str, Callable[[dict, list[tuple], str, str], keras.layers.Layer]] 
     "PositionEmbedding": lambda c, shapes, name, layout: PositionEmbedding(c["max_length"], name=name),
     "TakeToken": lambda c, shapes, name, layout: TakeToken(c["index"], name=name),
     "Unembedding": lambda c, shapes, name, layout: Unembedding(c["vocab_size"], c["use_bias"], name=name),
+    "L2Normalize": lambda c, shapes, name, layout: L2Normalize(c["eps"], name=name),
 }
 
 

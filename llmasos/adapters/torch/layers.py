@@ -328,6 +328,15 @@ class Unembedding(Layer):
         return F.linear(x, self.matrix(), self.bias)
 
 
+class L2Normalize(Layer):
+    def __init__(self, config, shapes):
+        super().__init__(config, shapes)
+        self.eps = config["eps"]
+
+    def forward(self, x):
+        return F.normalize(x, p=2.0, dim=-1, eps=self.eps)
+
+
 class Activation(Layer):
     def forward(self, x):
         return x
@@ -372,6 +381,7 @@ MODULES: dict[str, type[Layer]] = {
     "BatchNorm": BatchNorm, "LayerNorm": LayerNorm, "Embedding": Embedding, "LSTM": LSTM, "GRU": GRU,
     "MultiHeadAttention": MultiHeadAttention, "Activation": Activation, "Add": Add, "Concatenate": Concatenate,
     "Attention": Attention, "PositionEmbedding": PositionEmbedding, "TakeToken": TakeToken, "Unembedding": Unembedding,
+    "L2Normalize": L2Normalize,
 }
 
 
