@@ -23,6 +23,9 @@ llmasos.text_inputs  which inputs the tokenizer fills and how (JSON), e.g. ``{"i
 llmasos.ctc          a CTC speech model's vocabulary and framing (JSON), so a server can stream
                      audio to it: ``{"vocabulary", "pad_token", "word_delimiter_token",
                      "frame_stride", "receptive_field", "normalize", "sampling_rate"}``
+llmasos.detection    a detector's image size, mean/std and which outputs are its class logits and boxes
+                     (JSON), so a server can detect on image files: ``{"task": "object-detection",
+                     "size": [H, W], "mean", "std", "resample", "logits", "boxes"}``
 llmasos.int8         an int8 file's format and the CPU it is for (JSON): ``{"mode", "target",
                      "reduce_range", "weight_type", "activation_type", "per_channel", "detected_on"}``
 ===================  ===========================================================================
@@ -54,8 +57,9 @@ if TYPE_CHECKING:
 
 _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)   # shapes and indices, not weights
 TOKENIZER, TEXT_INPUTS, INT8, CTC = "llmasos.tokenizer", "llmasos.text_inputs", "llmasos.int8", "llmasos.ctc"
+DETECTION = "llmasos.detection"
 JSON_KEYS = ("spec", "inputs", "outputs", "labels", "frozen", "preprocessing", "optimization", "robustness",
-             TEXT_INPUTS, INT8, CTC)
+             TEXT_INPUTS, INT8, CTC, DETECTION)
 FROM_MODEL = ("labels", "preprocessing", "robustness")    # keys of ``model.metadata`` that travel into the file
 
 
@@ -82,6 +86,9 @@ def export_metadata(model: "Model", config: "OnnxConfig", exporter: str) -> dict
     ctc = getattr(model, "ctc_settings", lambda: None)()   # a zoo speech model: a server can stream to it
     if ctc is not None:
         props[CTC] = ctc
+    detection = getattr(model, "detection_settings", lambda: None)()   # a zoo detector: a server takes images
+    if detection is not None:
+        props[DETECTION] = detection
     return props
 
 

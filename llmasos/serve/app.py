@@ -150,7 +150,7 @@ class _Endpoints:
         return JSONResponse({
             "name": model.name, "versions": [str(v) for v in self.repository.versions(model.name)],
             "platform": PLATFORM, "inputs": [spec.metadata() for spec in model.advertised_inputs],
-            "outputs": [spec.metadata() for spec in model.outputs], "providers": model.providers,
+            "outputs": [spec.metadata() for spec in model.advertised_outputs], "providers": model.providers,
             "dynamic_batching": model.batcher is not None, SPEECH_STREAM: model.speech is not None})
 
     async def model_ready(self, request: Request) -> Response:
@@ -184,7 +184,8 @@ class _Endpoints:
     def _answer(self, model: ModelVersion, body: bytes, header_length: str | None) -> tuple[bytes, dict[str, str]]:
         """Decode, run and encode, all on the calling (worker) thread."""
         parsed, feeds = self._decode(model, body, header_length)
-        return encode_response(model.name, str(model.version), parsed, model.run(feeds))
+        outputs = model.finish(parsed.inputs, parsed.outputs, model.run(feeds))
+        return encode_response(model.name, str(model.version), parsed, outputs)
 
     async def infer(self, request: Request) -> Response:
         model = self._model(request)  # held to the end: a swap mid-request does not affect it
@@ -199,7 +200,7 @@ class _Endpoints:
                 else:
                     parsed, feeds = await self._work(_inline_decode(raw, header_length), self._decode, model, raw,
                                                      header_length)
-                    outputs = await model.batcher.submit(feeds)
+                    outputs = model.finish(parsed.inputs, parsed.outputs, await model.batcher.submit(feeds))
                     body, headers = await self._work(_elements(outputs) <= INLINE_OUTPUT_ELEMENTS, encode_response,
                                                      model.name, str(model.version), parsed, outputs)
             finally:

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import ServeError
 from ..export.providers import ProviderSpec, session as open_session
 from .batching import Batcher, Feeds, rows_of
+from .detection import IMAGE, DetectionIO
 from .speech import speech_settings
 from .tensors import DATATYPES, TensorSpec, specs_from_session
 from .text import TextInput
@@ -74,6 +75,8 @@ class ModelVersion:
         self.text = TextInput.from_metadata(metadata, self._specs, max_elements)
         self.speech = speech_settings(metadata)  # a CTC speech model: it takes streamed audio too
         self._output_names = [spec.name for spec in self.outputs]
+        # a detector: it takes image files too, and answers boxes
+        self.detection = DetectionIO.from_metadata(metadata, self._specs, self._output_names)
         self._allow_nan, self._observe = allow_nan, observe
         outputs = self._run(self._zeros())  # the warm-up: not a request, so not observed
         self.batchable = all(s.shape[:1] == (-1,) for s in self.inputs + self.outputs) and all(
@@ -103,7 +106,13 @@ class ModelVersion:
     @property
     def advertised_inputs(self) -> list[TensorSpec]:
         """The inputs model metadata lists: the model's own, then ``text`` when it takes strings."""
-        return self.inputs + ([self.text.spec] if self.text is not None else [])
+        return (self.inputs + ([self.text.spec] if self.text is not None else [])
+                + (self.detection.inputs if self.detection is not None else []))
+
+    @property
+    def advertised_outputs(self) -> list[TensorSpec]:
+        """The outputs model metadata lists: the model's own, then a detector's detections."""
+        return self.outputs + (self.detection.outputs if self.detection is not None else [])
 
     def prepare(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
         """Checked feeds for :meth:`run`: ``text`` tokenised into the model's inputs, if sent."""
@@ -112,6 +121,8 @@ class ModelVersion:
                 raise ServeError(f"model {self.name!r}: send either {self.text.spec.name!r} or the inputs "
                                  f"{list(self._specs)}, not both")
             feeds = self.text.feeds(feeds[self.text.spec.name])
+        elif self.detection is not None and self.detection.takes(feeds):
+            feeds = self.detection.feeds(feeds)
         self.check(feeds)
         return dict(feeds)
 
@@ -136,10 +147,15 @@ class ModelVersion:
 
     def check_outputs(self, requested: list[str] | None) -> None:
         """Raise :class:`ServeError` (400) if the model lacks an output a request asks for."""
-        unknown = [name for name in requested or () if name not in self._output_names]
+        known = [spec.name for spec in self.advertised_outputs]
+        unknown = [name for name in requested or () if name not in known]
         if unknown:
-            raise ServeError(f"model {self.name!r} has no output(s) {unknown}; "
-                             f"it has {self._output_names}")
+            raise ServeError(f"model {self.name!r} has no output(s) {unknown}; it has {known}")
+
+    def finish(self, inputs: Mapping[str, np.ndarray], requested: list[str] | None, outputs: Feeds) -> Feeds:
+        """The answer to a request from the model's outputs: a detector's detections when the
+        request sent images (see :mod:`.detection`), else the outputs as they are."""
+        return outputs if self.detection is None else self.detection.finish(inputs, requested, outputs)
 
     def run(self, feeds: Feeds) -> Feeds:
         """Run checked ``feeds``; ONNX Runtime's complaints about values become a 400."""
@@ -167,7 +183,9 @@ class ModelVersion:
                 raise ServeError(f"model {self.name!r} takes {len(self.inputs)} inputs: pass a dict "
                                  f"by name {list(self._specs)}")
             x = {self.inputs[0].name: x}
+        # image files stay Python bytes: a NumPy bytes array would drop their trailing zero bytes
         feeds = {name: np.asarray(value, dtype=DATATYPES[self._specs[name].datatype].numpy)
-                 if name in self._specs else np.asarray(value) for name, value in x.items()}
-        outputs = self.run(self.prepare(feeds))
+                 if name in self._specs else np.array(list(value), dtype=object) if name == IMAGE
+                 else np.asarray(value) for name, value in x.items()}
+        outputs = self.finish(feeds, None, self.run(self.prepare(feeds)))
         return outputs[self._output_names[0]] if len(outputs) == 1 else outputs
