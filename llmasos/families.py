@@ -26,7 +26,7 @@ looked up; it never breaks ``import llmasos`` or another family.
 >>> families.get("nope")
 Traceback (most recent call last):
 ...
-llmasos.errors.FamilyError: no model family named 'nope'; known: bert, gpt2, marian, vit, wav2vec2...
+llmasos.errors.FamilyError: no model family named 'nope'; known: bert, facenet, gpt2, marian, vit, wav2vec2...
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ _FAMILIES: dict[str, Any] = {
     "marian": "llmasos.zoo.marian:Marian",
     "wav2vec2": "llmasos.zoo.wav2vec2:Wav2Vec2",
     "vit": "llmasos.zoo.vit:ViT",
+    "facenet": "llmasos.zoo.facenet:FaceNet",
 }
 _ORIGIN: dict[str, str] = {}   # family name -> where a plugin's entry came from, for messages
 _plugins_read = False

@@ -25,7 +25,7 @@ def test_unknown_family_names_it_and_the_known_ones(tmp_path):
     path = small(family="nope").save(tmp_path / "nope.h5")
     with pytest.raises(FamilyError) as err:
         Model.load(path)
-    assert "'nope'" in str(err.value) and "bert, gpt2, marian, vit, wav2vec2" in str(err.value)
+    assert "'nope'" in str(err.value) and "bert, facenet, gpt2, marian, vit, wav2vec2" in str(err.value)
 
 
 def test_registering_a_name_twice_raises_unless_it_is_the_listed_class():
@@ -101,7 +101,7 @@ def test_a_plugin_family_loads_through_its_entry_point(tmp_path, demo_plugin):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "llmasos_demo_plugin.family Demo hi from the plugin"
-    assert lines[1] == "['bert', 'broken', 'demo', 'gpt2', 'marian', 'vit', 'wav2vec2']"
+    assert lines[1] == "['bert', 'broken', 'demo', 'facenet', 'gpt2', 'marian', 'vit', 'wav2vec2']"
     # the saved weights came back: the same seed builds the same model here
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), small().predict(np.eye(4, dtype=np.float32)))
 

@@ -78,7 +78,7 @@ def load(name: str, framework: str | None = None, *, pretrained: Any = False, nu
     if freeze is not None and freeze not in FREEZE:
         raise ZooError(f"freeze must be None or one of {', '.join(map(repr, FREEZE))}, got {freeze!r}")
     spec = info.spec(num_classes=num_classes, input_size=input_size, logits=logits)
-    model = Model(spec=spec, framework=framework, name=name)
+    model = (info.model_subclass or Model)(spec=spec, framework=framework, name=name)
     if model.framework not in info.frameworks:
         raise ZooError(f"{name} is available in {', '.join(info.frameworks)}, not {model.framework}")
     loaded, source = {}, None
@@ -93,6 +93,7 @@ def load(name: str, framework: str | None = None, *, pretrained: Any = False, nu
     _, height, width = model.spec.inputs[0].shape
     model.metadata = {
         "zoo": name, "task": info.task, "pretrained": None if source is None else str(source),
+        **({"family": info.family} if info.model_subclass is not None else {}),
         "head": [info.classifier], "labels": None if head_replaced else info.labels,
         "preprocess": {"size": [height, width], "crop_pct": info.crop_pct, "mean": [*info.mean], "std": [*info.std]},
     }

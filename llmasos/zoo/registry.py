@@ -86,6 +86,9 @@ class ModelInfo:
     # checkpoint (a config, a tokenizer): zoo.load goes through zoo.text.load_text, and Model.load
     # of its .h5 gives one back; its builder takes no arguments for the default spec
     model_class: type | None = field(default=None, compare=False)
+    # the Model subclass zoo.load makes a model built from its spec and checkpoint as (FaceNet: embed,
+    # verify); Model.load of its .h5 gives one back through the family of its module's name
+    model_subclass: type | None = field(default=None, compare=False)
 
     def spec(self, *, num_classes: int | None = None, input_size: Any = None, logits: bool = False) -> ModelSpec:
         """The neutral spec; ``input_size`` is an int (square), (H, W) or (C, H, W)."""
@@ -131,7 +134,7 @@ def _millions(count: int) -> str:
 _REGISTRY: dict[str, ModelInfo] = {}
 # The zoo's family modules, in the order zoo.list() shows them. Each registers its models when
 # imported, which the first lookup here does: Model.load of a BERT file imports only .bert.
-FAMILIES = ("resnet", "vgg", "vit", "yolos", "bert", "gpt2", "marian", "wav2vec2")
+FAMILIES = ("resnet", "vgg", "vit", "yolos", "facenet", "bert", "gpt2", "marian", "wav2vec2")
 PLUGIN_GROUP = "llmasos.zoo"
 """The entry point group of plugin packages' zoo models: ``name = "module:builder"``, a builder
 decorated with :func:`register` (importing the module registers it)."""

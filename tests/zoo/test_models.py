@@ -26,6 +26,7 @@ TESTED = {
     "bert": "text", "gpt2": "text",  # against transformers in test_text.py
     "wav2vec2": "speech", "marian": "translation",  # in test_speech.py and test_translation.py
     "vit": "transformers", "vit_b_16": "vit",  # against transformers and torchvision in test_vit.py
+    "facenet": "faces", "facenet_tiny": "faces",  # against facenet-pytorch in test_faces.py
     "yolos": "transformers",  # against transformers' YolosForObjectDetection in test_detection.py
 }
 FAST = {"resnet18", "resnet50", "vgg11"}
