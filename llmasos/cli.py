@@ -5,6 +5,8 @@
     llmasos demo [--framework tf] [--dir DIR]       train on scikit-learn's digits, end to end
     llmasos train CONFIG [--framework tf] [--epochs N] [--out model.h5] [--nproc N]
                    [--kubeflow JOB.yaml [--image IMAGE] [--gpus N] [--pvc CLAIM] [--job-name NAME]]
+    llmasos distill CONFIG [--framework tf] [--epochs N] [--out student.h5]
+                                                    train a student on a teacher's outputs (see llmasos.config.DistillConfig)
     llmasos info model.h5|model.onnx                spec, framework, versions, metadata (ONNX: ops, shapes)
     llmasos export model.h5 [-o model.onnx] [--opset N] [--quantize dynamic|static --calibration DATA]
                    [--int8-target auto|avx2|avx512|vnni|arm64] [--fp16] [--external-data]
@@ -103,6 +105,52 @@ def _train(args: argparse.Namespace) -> int:
         say(f"test: {_metrics(model.evaluate(test))}")
     model.save(output)
     say(f"saved {output}")
+    return 0
+
+
+# -- distill ------------------------------------------------------------------------------------
+
+
+def _add_distill(commands: Any) -> None:
+    parser = commands.add_parser("distill", help="train a student model on a teacher's outputs, then save it",
+                                 description="Knowledge distillation as a YAML config describes it (teacher, "
+                                             "student, data, optimizer, training, distillation, output: see "
+                                             "llmasos.config.DistillConfig); evaluates on data.test, saves the student.")
+    parser.add_argument("config", help="the YAML config file")
+    parser.add_argument("--framework", help="the student's framework, torch or tf; overrides the config's")
+    parser.add_argument("--epochs", type=int, help="overrides training.epochs")
+    parser.add_argument("--out", help="where to save the student (.h5); overrides the config's output")
+    parser.set_defaults(run=_distill)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from .compress import distill
+    from .config import DistillConfig, load_config
+
+    config = load_config(args.config, DistillConfig)
+    settings, kd = config.training, config.distillation
+    student = config.build_model(args.framework)
+    teacher = config.load_teacher(student.framework)
+    train, test, unlabeled = config.train_dataset(), config.test_dataset(), config.unlabeled_dataset()
+    epochs = settings.epochs if args.epochs is None else args.epochs
+    output = Path(args.out) if args.out else config.output_path
+    optimizer = config.optimizer()
+    teacher_name = config.teacher_file or getattr(teacher, "name", teacher)
+    print(f"llmasos distill {args.config}: teacher {teacher_name}, student in {student.framework}, "
+          f"{len(train):,} training rows" + (f", {len(unlabeled):,} unlabeled" if unlabeled is not None else "")
+          + (f", {len(test):,} test rows" if test is not None else ""))
+    print(student.summary())
+    print(f"temperature {kd.temperature:g}, alpha {kd.alpha:g}; optimizer {optimizer.name} lr={optimizer.lr:g}; "
+          f"{epochs} epochs, batch size {settings.batch_size}, seed {settings.seed}")
+    started = time.perf_counter()
+    distill(teacher, student, train, optimizer, epochs=epochs, temperature=kd.temperature, alpha=kd.alpha,
+            unlabeled=unlabeled, validation=test, batch_size=settings.batch_size, seed=settings.seed,
+            callbacks=[_EpochPrinter(epochs)], progress=False)
+    print(f"distilled in {time.perf_counter() - started:.1f} s")
+    if test is not None:
+        print(f"test: {_metrics(student.evaluate(test))}")
+    student.save(output)
+    print(f"saved {output}")
     return 0
 
 
@@ -514,8 +562,8 @@ def _robust(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Any], None]] = {"train": _add_train, "info": _add_info, "demo": _add_demo,
-                                               "serve": _add_serve, "export": _add_export, "bench": _add_bench,
+COMMANDS: dict[str, Callable[[Any], None]] = {"train": _add_train, "distill": _add_distill, "info": _add_info,
+                                               "demo": _add_demo, "serve": _add_serve, "export": _add_export, "bench": _add_bench,
                                                "zoo": _add_zoo, "robust": _add_robust}
 
 

@@ -50,7 +50,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -182,6 +182,7 @@ class Config(_Section):
 
     _base: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="config")
+    MODEL_KEY: ClassVar[str] = "model"      # the model section's name in the file (a distill config's: student)
 
     @field_validator("framework")
     @classmethod
@@ -193,12 +194,12 @@ class Config(_Section):
                   check_files: bool = True) -> "Config":
         """Validate ``data`` (a parsed YAML mapping); relative paths resolve against ``base_dir``."""
         if not isinstance(data, dict):
-            raise ConfigError(f"{source}: a config must be a mapping of keys (framework, model, data, ...), "
+            raise ConfigError(f"{source}: a config must be a mapping of keys (framework, {cls.MODEL_KEY}, data, ...), "
                               f"got {type(data).__name__}")
         try:
             config = cls.model_validate(data)
         except ValidationError as err:
-            raise ConfigError(_describe(err, source)) from None
+            raise ConfigError(_describe(err, source, cls)) from None
         config._base = Path(base_dir) if base_dir is not None else Path.cwd()
         config._source = source
         config._check_model()
@@ -219,14 +220,14 @@ class Config(_Section):
             try:
                 spec.add(layer.kind, layer.size, **layer.options)
             except SpecError as err:
-                raise self._fail(f"model.layers[{index}] (kind: {layer.kind})", str(err)) from None
+                raise self._fail(f"{self.MODEL_KEY}.layers[{index}] (kind: {layer.kind})", str(err)) from None
         try:
             spec.validate()
         except SpecError as err:
-            raise self._fail("model", str(err)) from None
+            raise self._fail(self.MODEL_KEY, str(err)) from None
         output = spec.shapes()[spec.outputs[0]]
         if self.model.output_dim is not None and output[-1] != self.model.output_dim:
-            raise self._fail("model.output_dim", f"{self.model.output_dim}, but the last layer outputs {output[-1]} "
+            raise self._fail(f"{self.MODEL_KEY}.output_dim", f"{self.model.output_dim}, but the last layer outputs {output[-1]} "
                                                  f"values per sample (shape {output}); make them agree")
 
     def _check_optimizer(self) -> None:
@@ -287,7 +288,7 @@ class Config(_Section):
             try:
                 model.add_layer(layer.kind, layer.size, **layer.options)
             except SpecError as err:
-                raise self._fail(f"model.layers[{index}] (kind: {layer.kind})", str(err)) from None
+                raise self._fail(f"{self.MODEL_KEY}.layers[{index}] (kind: {layer.kind})", str(err)) from None
         return model
 
     def _dataset(self, key: str, mode: str) -> "Dataset | None":
@@ -324,8 +325,103 @@ class Config(_Section):
         return found
 
 
-def load_config(path: str | os.PathLike) -> Config:
-    """Read and validate a YAML config; its relative paths resolve against its folder."""
+class DistillDataConfig(DataConfig):
+    unlabeled: str | None = None         # a file of inputs without labels: they learn from the teacher alone
+
+
+class ZooTeacherConfig(BaseModel):
+    """A zoo model as the teacher: ``zoo`` names it, ``pretrained`` its weights (True: the standard
+    checkpoint from the local cache, or a path), any other key is an option of ``zoo.load``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    zoo: str
+    pretrained: bool | str = True
+
+
+class DistillTrainingConfig(_Section):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    seed: NaturalInt | None = 0
+
+
+class DistillationConfig(_Section):
+    temperature: float = Field(default=4.0, gt=0, allow_inf_nan=False)
+    alpha: float = Field(default=0.9, ge=0, le=1)      # the teacher's share of the loss on labelled rows
+
+
+class DistillConfig(Config):
+    """``llmasos distill``'s config: a teacher, the student to train (a model section as
+    ``llmasos train`` takes, under ``student``), data, optimizer, training and distillation::
+
+        teacher: teacher.h5             # an .h5 or .onnx path, a zoo name, or {zoo: NAME, pretrained: PATH, ...}
+        student: {input_dim: 64, output_dim: 10, layers: [{kind: Dense, size: 16, activation: relu},
+                                                          {kind: Dense, size: 10}]}
+        data: {train: train.csv, test: test.csv, unlabeled: more.csv}   # unlabeled: optional
+        optimizer: {name: Adam, lr: 0.001}
+        training: {epochs: 10, batch_size: 32, seed: 0}
+        distillation: {temperature: 4.0, alpha: 0.9}
+        output: student.h5
+    """
+
+    MODEL_KEY: ClassVar[str] = "student"
+
+    teacher: str | ZooTeacherConfig
+    model: ModelConfig = Field(alias="student")
+    data: DistillDataConfig
+    training: DistillTrainingConfig = Field(default_factory=DistillTrainingConfig)   # type: ignore[assignment]
+    distillation: DistillationConfig = Field(default_factory=DistillationConfig)
+    output: str = "student.h5"
+
+    def _check_training(self) -> None:
+        """Nothing across keys to check: a distillation run has no early stopping or checkpoints."""
+
+    def _check_files(self) -> None:
+        super()._check_files()
+        if self.data.unlabeled is not None and not self.path(self.data.unlabeled).is_file():
+            raise self._fail("data.unlabeled", f"no such file: {self.path(self.data.unlabeled)}")
+        if self.teacher_file is not None and not self.teacher_file.is_file():
+            raise self._fail("teacher", f"no such file: {self.teacher_file}")
+
+    @property
+    def teacher_file(self) -> Path | None:
+        """The teacher's .h5 or .onnx path; None for a zoo teacher."""
+        if isinstance(self.teacher, str) and Path(self.teacher).suffix.lower() in (".h5", ".onnx"):
+            return self.path(self.teacher)
+        return None
+
+    def load_teacher(self, framework: str | None = None) -> Any:
+        """The teacher as :func:`llmasos.compress.distill` takes it: the path of an .h5 or .onnx, or
+        a zoo Model built in ``framework``."""
+        if self.teacher_file is not None:
+            return str(self.teacher_file)
+        from . import zoo
+
+        settings = self.teacher if isinstance(self.teacher, ZooTeacherConfig) else ZooTeacherConfig(zoo=self.teacher)
+        pretrained = settings.pretrained
+        if isinstance(pretrained, str):
+            candidate = self.path(pretrained)
+            pretrained = str(candidate) if candidate.exists() else pretrained   # a file name the zoo may know
+        return zoo.load(settings.zoo, self.framework_name(framework), pretrained=pretrained,
+                        **(settings.model_extra or {}))
+
+    def unlabeled_dataset(self) -> "Dataset | None":
+        """The inputs of ``data.unlabeled`` (no label column), or None."""
+        from .data import Dataset
+
+        if self.data.unlabeled is None:
+            return None
+        data = self.data
+        return Dataset(str(self.path(data.unlabeled)), mode="train", target=None, features=data.features,
+                       chunk_size=data.chunk_size, shape=data.shape, dtype=data.dtype)
+
+    def callbacks(self) -> list["Callback"]:
+        return []
+
+
+def load_config(path: str | os.PathLike, kind: type[Config] = Config) -> Config:
+    """Read and validate a YAML config (``kind``: :class:`Config` for ``llmasos train``,
+    :class:`DistillConfig` for ``llmasos distill``); its relative paths resolve against its folder."""
     import yaml
 
     path = Path(path)
@@ -340,21 +436,21 @@ def load_config(path: str | os.PathLike) -> Config:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if data is None:
-        raise ConfigError(f"{path}: the config file is empty; it needs at least model and data")
-    return Config.from_dict(data, base_dir=path.resolve().parent, source=str(path))
+        raise ConfigError(f"{path}: the config file is empty; it needs at least {kind.MODEL_KEY} and data")
+    return kind.from_dict(data, base_dir=path.resolve().parent, source=str(path))
 
 
 # -- error messages -------------------------------------------------------------------------------
 
 
-def _describe(err: ValidationError, source: str) -> str:
+def _describe(err: ValidationError, source: str, root: type[BaseModel]) -> str:
     """One line per problem: the key path, the bad value and what is allowed."""
     lines = []
     for problem in err.errors(include_url=False):
         key = _key_path(problem["loc"])
         kind = problem["type"]
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(problem["loc"][:-1])
+            allowed = _allowed_keys(problem["loc"][:-1], root)
             lines.append(f"{key}: unknown key" + (f"; allowed here: {', '.join(allowed)}" if allowed else ""))
         elif kind == "missing":
             lines.append(f"{key}: required key is missing")
@@ -373,9 +469,9 @@ def _key_path(loc: tuple) -> str:
     return text
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    """The keys the section at ``loc`` takes, by their names in the file."""
-    section: type[BaseModel] | None = Config
+def _allowed_keys(loc: tuple, root: type[BaseModel]) -> list[str]:
+    """The keys the section at ``loc`` of a ``root`` config takes, by their names in the file."""
+    section: type[BaseModel] | None = root
     for part in loc:
         if isinstance(part, int):
             continue

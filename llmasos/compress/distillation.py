@@ -59,9 +59,10 @@ def distill(teacher: Any, student: Any, data: Any, optimizer: Any = None, epochs
 
 def _back_to_classes(student: Any) -> None:
     """After distilling, ``evaluate`` and ``train`` use cross-entropy on the classes (the default of
-    a last softmax; a student ending in plain logits would otherwise fall back to MSE). The
-    distillation's optimizer state belongs to another loss, so a later ``train`` starts afresh."""
-    student._loss, student._optimizer, student._trainer, student._pending_state = "cross_entropy", None, None, None
+    a last softmax; a student ending in plain logits would otherwise fall back to MSE), and so does
+    the student saved and loaded again: the optimizer's settings stay, for the file's training
+    record, but its state belongs to another loss, so a later ``train`` starts afresh (step 0)."""
+    student._loss, student._trainer, student._pending_state = "cross_entropy", None, None
     student._step = 0
 
 
