@@ -194,6 +194,12 @@ class TextModel(Model):
         return kwargs
 
     @classmethod
+    def adapt_checkpoint(cls, state: dict[str, np.ndarray], config: HFConfig, spec: ModelSpec) -> dict[str, np.ndarray]:
+        """A checkpoint (its keys already the spec's) fitted to a model its config changed: YOLOS
+        interpolates its position tables to another image size. As it is, by default."""
+        return state
+
+    @classmethod
     def constant_weights(cls, config: HFConfig, spec: ModelSpec) -> dict:
         """Weights computed, not learned (sinusoidal positions): set after any checkpoint and
         never trained."""
@@ -285,7 +291,7 @@ def load_text(family: type[TextModel], info: ModelInfo, framework: str | None = 
     model = family(spec, hf_config, task, framework, info.name, family.read_tokenizer(tokenizer, folder))
     if model.framework not in info.frameworks:
         raise ZooError(f"{info.name} is available in {', '.join(info.frameworks)}, not {model.framework}")
-    loaded = load_weights(info, family, spec, folder, task) if folder is not None else {}
+    loaded = load_weights(info, family, spec, folder, task, hf_config) if folder is not None else {}
     constants = family.constant_weights(hf_config, spec)
     model.build(seed)
     if loaded or constants:
@@ -371,13 +377,16 @@ def load_tokenizer(source: Any, folder: Path | None) -> Any:
         raise ZooError(f"{path}: not a tokenizers tokenizer.json ({err})") from None
 
 
-def load_weights(info: ModelInfo, family: type[TextModel], spec: ModelSpec, folder: Path, task: str) -> dict:
+def load_weights(info: ModelInfo, family: type[TextModel], spec: ModelSpec, folder: Path, task: str,
+                 config: HFConfig | None = None) -> dict:
     """Neutral weights from a folder's checkpoint. Head layers the checkpoint lacks (a base model
     loaded for classification) or sizes differently (another ``num_labels``) keep their fresh
     initialisation, with a warning on the ``llmasos.zoo`` logger."""
     state = read(folder, info)
     if info.adapt_state_dict is not None:
         state = info.adapt_state_dict(state, spec)
+    if config is not None:
+        state = family.adapt_checkpoint(state, config, spec)
     expected = spec.weight_shapes()
     skip = []
     for head in family.heads(task):

@@ -8,9 +8,13 @@ tokens' final states: ``logits`` (``num_labels`` classes and "no object" last) a
 ``pred_boxes`` (cx, cy, w, h relative to the image, a sigmoid). Layer names are Hugging Face's,
 so a ``YolosForObjectDetection`` folder (``config.json`` + ``model.safetensors``) maps onto them.
 
-The model runs at its config's ``image_size`` (H, W), where transformers' interpolation of the
-position embeddings is the identity; :meth:`YOLOS.detect` resizes any image to it and scales the
-boxes back to the image's pixels.
+The model runs at one image size: its config's ``image_size`` (H, W), the checkpoint's, or
+``input_size`` (llmasos' own config key), to which a checkpoint's position tables are
+interpolated at load time (bicubic, as transformers interpolates them on every call for images of
+another size: the same numbers). :meth:`YOLOS.detect` resizes any image to that size and scales
+the boxes back to the image's pixels. Pixels of another size are refused::
+
+    det = zoo.load("yolos", pretrained="path/to/yolos-small", config={"input_size": [800, 1088]})
 
 >>> spec = yolos(YolosConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
 ...                          image_size=(32, 48), patch_size=8, num_detection_tokens=5), num_labels=3)
@@ -97,17 +101,34 @@ class YolosConfig(HFConfig):
     qkv_bias: bool = True
     num_detection_tokens: int = 100
     use_mid_position_embeddings: bool = True
+    # llmasos' own: the (H, W) the model runs at when not image_size (the checkpoint's)
+    input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", _pair(self.image_size, "image_size"))
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", _pair(self.input_size, "input_size"))
         if not isinstance(self.patch_size, int) or isinstance(self.patch_size, bool) or self.patch_size < 1:
             raise ZooError(f"yolos: patch_size must be a positive int (square patches), got {self.patch_size!r}")
-        if min(self.image_size) < self.patch_size:
-            raise ZooError(f"yolos: image_size {self.image_size} is smaller than one {self.patch_size}-pixel patch")
+        for what in ("image_size", "input_size"):
+            size = getattr(self, what)
+            if size is not None and min(size) < self.patch_size:
+                raise ZooError(f"yolos: {what} {size} is smaller than one {self.patch_size}-pixel patch")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The (H, W) the model runs at."""
+        return self.input_size or self.image_size
 
     @property
     def grid(self) -> tuple[int, int]:
-        """Patches down and across (a remainder of the image is cut off, as the strided conv does)."""
+        """Patches down and across at :attr:`size` (a remainder of the image is cut off, as the
+        strided conv does)."""
+        return self.size[0] // self.patch_size, self.size[1] // self.patch_size
+
+    @property
+    def checkpoint_grid(self) -> tuple[int, int]:
+        """Patches down and across at ``image_size``, which a checkpoint's position tables have."""
         return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
 
     @property
@@ -126,10 +147,10 @@ def _mlp_head(spec: ModelSpec, prefix: str, source: str, width: int, outputs: in
 
 def yolos(config: YolosConfig = YolosConfig(), task: str = DETECTION, num_labels: int = 91,
           logits: bool = True) -> ModelSpec:
-    """YolosForObjectDetection's spec: ``pixel_values`` (C, H, W) at the config's image size to
+    """YolosForObjectDetection's spec: ``pixel_values`` (C, H, W) at the config's :attr:`~YolosConfig.size` to
     ``logits`` (queries, num_labels + 1) and ``pred_boxes`` (queries, 4). ``logits`` is always
     raw scores (the post-processing takes the softmax), whatever the option says."""
-    (height, width), size = config.image_size, config.hidden_size
+    (height, width), size = config.size, config.hidden_size
     rows, columns = config.grid
     spec = ModelSpec().add_input("pixel_values", (config.num_channels, height, width))
     spec.add("Conv2D", size, kernel_size=config.patch_size, stride=config.patch_size,
@@ -156,7 +177,6 @@ def hf_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np
     """A Hugging Face YOLOS checkpoint with this spec's keys: no ``vit.`` prefix, the tokens and
     position tables as the weights of their layers, the mid-layer table split per layer, the
     heads' last layers named ``logits`` and ``pred_boxes``."""
-    expected = spec.weight_shapes()["embeddings.position_embeddings"]["embeddings"]
     out = {}
     for key, value in state.items():
         key = key.removeprefix("vit.")
@@ -165,11 +185,6 @@ def hf_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np
         elif key == "embeddings.detection_tokens":
             out["embeddings.detection_tokens.tokens"] = value.reshape(value.shape[-2:])
         elif key == "embeddings.position_embeddings":
-            if value.shape[-2:] != expected:
-                raise WeightsError(
-                    f"the checkpoint's position embeddings are {value.shape[-2:]}, the model's {expected}: the "
-                    f"config's image_size and patch_size must be the checkpoint's own (YOLOS here runs at the "
-                    f"image size it was trained at; images of any size are resized to it by detect())")
             out["embeddings.position_embeddings.weight"] = value.reshape(value.shape[-2:])
         elif key in ("encoder.mid_position_embeddings", "encoder.interpolation.mid_position_embeddings"):
             # (layers - 1, 1, length, width); files keep the first name, transformers' module the second
@@ -182,6 +197,50 @@ def hf_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np
         else:
             out[key] = value
     return out
+
+
+def _cubic(t: float) -> list[float]:
+    """The four weights of torch's bicubic upsampling (A = -0.75) at fraction ``t`` past a sample."""
+    a = -0.75
+
+    def near(x: float) -> float:     # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: float) -> float:      # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def bicubic_matrix(size_out: int, size_in: int) -> np.ndarray:
+    """``(size_out, size_in)``: one axis of ``torch.nn.functional.interpolate(mode="bicubic",
+    align_corners=False)`` to ``size_out`` as a matrix (edge samples repeated, as torch clamps).
+
+    >>> bicubic_matrix(3, 3)
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]])
+    """
+    matrix = np.zeros((size_out, size_in))
+    scale = size_in / size_out
+    for row in range(size_out):
+        source = (row + 0.5) * scale - 0.5     # not clamped at 0 for cubic, as torch does
+        first = int(np.floor(source))
+        for offset, weight in enumerate(_cubic(source - first)):
+            matrix[row, min(max(first - 1 + offset, 0), size_in - 1)] += weight
+    return matrix
+
+
+def interpolate_positions(table: np.ndarray, grid: tuple[int, int], new_grid: tuple[int, int],
+                          tokens: int) -> np.ndarray:
+    """A YOLOS position table ``(1 + rows * columns + tokens, D)`` for another patch grid: the
+    class token's and detection tokens' rows kept, the patches' resized bicubically as
+    transformers' ``InterpolateInitialPositionEmbeddings`` does."""
+    (rows, columns), (new_rows, new_columns) = grid, new_grid
+    patches = table[1:1 + rows * columns].reshape(rows, columns, -1).astype(np.float64)
+    resized = np.einsum("ia,jb,abd->ijd", bicubic_matrix(new_rows, rows), bicubic_matrix(new_columns, columns),
+                        patches).reshape(new_rows * new_columns, -1)
+    return np.concatenate([table[:1], resized.astype(table.dtype), table[1 + rows * columns:]])
 
 
 class YOLOS(TextModel):
@@ -204,10 +263,29 @@ class YOLOS(TextModel):
             raise ZooError("YOLOS takes images: it has no tokenizer")
         return None
 
+    @classmethod
+    def adapt_checkpoint(cls, state: dict[str, np.ndarray], config: YolosConfig,
+                         spec: ModelSpec) -> dict[str, np.ndarray]:
+        """The checkpoint's position tables (at the config's ``image_size``) interpolated to
+        ``input_size``; a table of another length than ``image_size`` gives is refused."""
+        grid, tokens = config.checkpoint_grid, config.num_detection_tokens
+        length = 1 + grid[0] * grid[1] + tokens
+        for key in [k for k in state if k == "embeddings.position_embeddings.weight"
+                    or k.startswith("encoder.mid_position_embeddings.")]:
+            if state[key].shape[0] != length:
+                raise WeightsError(
+                    f"the checkpoint's {key} has {state[key].shape[0]} positions, but image_size "
+                    f"{config.image_size} with {config.patch_size}-pixel patches and {tokens} detection tokens "
+                    f"makes {length}: image_size must be the checkpoint's own; to run at another size, set "
+                    f"input_size (config={{'input_size': [H, W]}})")
+            if config.grid != grid:
+                state[key] = interpolate_positions(state[key], grid, config.grid, tokens)
+        return state
+
     @property
     def image_size(self) -> tuple[int, int]:
         """The (height, width) images are resized to."""
-        return self.config.image_size
+        return self.config.size
 
     @property
     def labels(self) -> list[str]:

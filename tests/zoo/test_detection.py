@@ -79,6 +79,28 @@ def test_logits_and_boxes_match_transformers(framework, variant, hf):
 
 
 @pytest.mark.parametrize("framework", framework_params())
+def test_other_image_sizes_interpolate_positions_as_transformers(framework, hf, tmp_path):
+    """transformers interpolates the position tables (bicubic) on every call for pixels of another
+    size; input_size does it once at load: the same outputs, larger, smaller and odd sizes."""
+    import torch
+
+    reference = hf["base"]
+    for size in ((40, 64), (24, 32), (56, 47)):
+        pixels = np.random.default_rng(2).standard_normal((2, 3, *size)).astype(np.float32)
+        with torch.inference_mode():
+            want = reference["module"](torch.from_numpy(pixels))
+        model = zoo.load("yolos", framework, pretrained=reference["folder"], config={"input_size": list(size)})
+        logits, boxes = model.predict(pixels)
+        np.testing.assert_allclose(logits, want.logits.numpy(), atol=ATOL, rtol=0)
+        np.testing.assert_allclose(boxes, want.pred_boxes.numpy(), atol=ATOL, rtol=0)
+        assert model.image_size == size and model.detect(_images()[0], threshold=0.0)[0]["boxes"].shape == (6, 4)
+    # saved, the model is a YOLOS at that size: its weights are the interpolated ones
+    loaded = Model.load(model.save(tmp_path / "yolos.h5"), framework=framework)
+    assert loaded.image_size == (56, 47) and loaded.config.image_size == SIZE
+    np.testing.assert_allclose(loaded.predict(pixels)[0], want.logits.numpy(), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("framework", framework_params())
 def test_onnx_export_gives_the_same_outputs(framework, hf, tmp_path):
     reference = hf["base"]
     model = zoo.load("yolos", framework, pretrained=reference["folder"])
@@ -302,7 +324,8 @@ def test_pixels_of_the_wrong_size_and_other_image_sizes_are_refused(hf):
     model = zoo.load("yolos", "torch", pretrained=hf["base"]["folder"])
     with pytest.raises(DataError, match=r"expects shape \(batch, 3, 32, 48\)"):
         model.predict(np.zeros((1, 3, 48, 32), np.float32))
-    with pytest.raises(WeightsError, match=r"position embeddings are \(31, 32\), the model's \(43, 32\).*image size"):
+    with pytest.raises(WeightsError, match=r"position_embeddings.weight has 31 positions, but image_size \(48, 48\) "
+                                           r".* makes 43: .* set input_size"):
         zoo.load("yolos", "torch", pretrained=hf["base"]["folder"], config={"image_size": [48, 48]})
     with pytest.raises(ZooError, match="YOLOS takes images: it has no tokenizer"):
         zoo.load("yolos", "torch", config=SMALL, tokenizer="tokenizer.json")
