@@ -137,3 +137,27 @@ def post_process(logits: np.ndarray, boxes: np.ndarray, threshold: float = 0.5,
         keep = score > threshold
         results.append({"scores": score[keep], "labels": label[keep].astype(np.int64), "boxes": box[keep]})
     return results
+
+
+def draw_detections(image: Any, found: dict[str, Any], width: int = 2, color: str = "red") -> Any:
+    """A copy of ``image`` (anything :func:`prepare_detection_images` takes, one image) as an RGB
+    PIL image with ``found``'s boxes drawn and labelled (``names`` if there, else the label
+    indices) with their scores: one image's entry of ``detect()``.
+
+    >>> found = {"boxes": np.array([[2.0, 3.0, 20.0, 12.0]]), "labels": np.array([1]), "scores": np.array([0.9])}
+    >>> drawn = draw_detections(np.zeros((40, 60, 3), np.uint8), found)
+    >>> drawn.size, drawn.getpixel((2, 6)), drawn.getpixel((50, 35))       # on the box's left edge; far from it
+    ((60, 40), (255, 0, 0), (0, 0, 0))
+    """
+    from PIL import Image, ImageDraw
+
+    channels = _rgb(read_image(image))
+    if channels[0].mode == "F":   # float pixels, already scaled to 0-255
+        channels = [c.convert("L") for c in channels]
+    drawn = Image.merge("RGB", channels)
+    pen = ImageDraw.Draw(drawn)
+    names = found.get("names") or [str(int(label)) for label in found["labels"]]
+    for box, name, score in zip(np.asarray(found["boxes"]).tolist(), names, np.asarray(found["scores"]).tolist()):
+        pen.rectangle(box, outline=color, width=width)
+        pen.text((box[0] + width, box[1] + width), f"{name} {score:.2f}", fill=color)
+    return drawn

@@ -26,6 +26,7 @@ the boxes back to the image's pixels. Pixels of another size are refused::
     det = zoo.load("yolos", framework="tf", pretrained="path/to/yolos-small")
     found = det.detect(PIL.Image.open("street.jpg"), threshold=0.9)[0]
     found["boxes"], found["names"], found["scores"]      # xyxy pixels, label names, probabilities
+    zoo.detection.draw_detections("street.jpg", found)   # a PIL image with the boxes drawn
 """
 
 from __future__ import annotations
