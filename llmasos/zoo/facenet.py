@@ -39,6 +39,7 @@ meaningless for random weights; pass ``threshold=`` for weights of your own.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -283,7 +284,7 @@ class FaceNet(Model):
 
 
 def _check_threshold(value: Any) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise DataError(f"threshold must be a non-negative number (a distance), got {value!r}")
     return float(value)
 
