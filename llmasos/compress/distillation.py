@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..callbacks import Callback
 from ..errors import DataError, SpecError
 from ..losses import Distillation
 from .teacher import Teacher
@@ -26,10 +27,14 @@ from .teacher import Teacher
 NO_LABEL = -1
 """The label of a row that has none: it learns from the teacher alone."""
 
+HINT_ROWS = 1024
+"""How many training rows the per-epoch ``hint_mse`` is measured on."""
+
 
 def distill(teacher: Any, student: Any, data: Any, optimizer: Any = None, epochs: int = 10,
             temperature: float = 4.0, alpha: float = 0.9, *, unlabeled: Any = None, validation: Any = None,
-            batch_size: int = 32, seed: int | None = None, **train_options: Any):
+            batch_size: int = 32, seed: int | None = None, hints: dict[str, str] | None = None,
+            hint_weight: float = 1.0, **train_options: Any):
     """Train ``student`` (a Model) to imitate ``teacher`` on ``data``; returns the student's History.
 
     ``data`` is a Dataset (with or without labels), ``(X, y)`` with ``y`` = -1 where a row has no
@@ -38,37 +43,84 @@ def distill(teacher: Any, student: Any, data: Any, optimizer: Any = None, epochs
     either model is left out), and ``T² KL`` alone for a row without a label. ``validation``
     (labelled) reports that loss on held-out rows; other keywords go to ``student.train``.
     Afterwards the student evaluates and trains with its own loss again.
+
+    ``hints={"student_layer": "teacher_layer"}`` adds FitNets' hint term, ``hint_weight`` times the
+    mean squared difference between the student layer's output, through a learned linear projection
+    to the teacher layer's width, and the teacher layer's output (see :mod:`.hints`; the teacher
+    must be a Model or an ``.h5``). The history then has ``hint_mse`` per epoch: that difference on
+    (up to 1,024 of) the training rows at the epoch's end.
     """
-    loss = Distillation(temperature=temperature, alpha=alpha)
     x, y = _inputs_and_labels(data)
     if unlabeled is not None:
         more, _ = _inputs_and_labels(unlabeled)
         x, y = _concat(x, more), np.concatenate([y, np.full(_rows(more), NO_LABEL, np.int64)])
     source = Teacher(teacher, framework=student.framework)
-    targets = _targets(source, student, x, y)
+    layers: list[str] = []
+    if hints is None:
+        loss, trained = Distillation(temperature=temperature, alpha=alpha), student
+    else:
+        from .hints import HintDistillation, check_hints, hint_student
+
+        hints = check_hints(hints, hint_weight)
+        if source.model is None:
+            source.outputs(x, [])          # raises: an .onnx teacher shows no inner layers
+        trained, sizes = hint_student(student, source.model.spec, hints, seed)
+        layers = list(hints.values())
+        loss = HintDistillation(temperature=temperature, alpha=alpha, hint_weight=hint_weight,
+                                classes=student.classes, sizes=sizes)
+    targets = _targets(source, student, x, y, layers)
     val = None
     if validation is not None:
         vx, vy = _inputs_and_labels(validation)
-        val = (vx, _targets(source, student, vx, vy))
+        val = (vx, _targets(source, student, vx, vy, layers))
+    tracker = [] if hints is None else [_HintTracker(x, targets, student.classes, sizes)]
+    options = {**train_options, "callbacks": [*train_options.get("callbacks", ()), *tracker]}
     try:
-        return student.train(x, targets, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
-                             seed=seed, validation=val, **train_options)
+        history = trained.train(x, targets, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
+                                seed=seed, validation=val, **options)
     finally:
-        _back_to_classes(student)
+        if trained is not student:
+            from .hints import take_back
+
+            take_back(student, trained)
+        _back_to_classes(student, trained)
+    if tracker and tracker[0].values:     # the epochs of this call are the history's last ones
+        for logs, value in zip(history.epochs[-len(tracker[0].values):], tracker[0].values):
+            logs["hint_mse"] = value
+    student.history = history
+    return history
 
 
-def _back_to_classes(student: Any) -> None:
+class _HintTracker(Callback):
+    """Each epoch's mean squared difference between the projected student hints and the teacher's,
+    on up to :data:`HINT_ROWS` training rows, in inference mode."""
+
+    def __init__(self, x: Any, targets: np.ndarray, classes: int, sizes: list[int]) -> None:
+        rows = min(_rows(x), HINT_ROWS)
+        self.x = {k: v[:rows] for k, v in x.items()} if isinstance(x, dict) else x[:rows]
+        self.teacher = targets[:rows, 1 + classes:]
+        self.classes = classes
+        self.values: list[float] = []
+
+    def on_epoch_end(self, model: Any, logs: dict) -> bool:
+        projected = np.asarray(model.predict(self.x))[:, self.classes:]
+        self.values.append(float(np.mean((projected - self.teacher) ** 2)))
+        return False
+
+
+def _back_to_classes(student: Any, trained: Any) -> None:
     """After distilling, ``evaluate`` and ``train`` use cross-entropy on the classes (the default of
     a last softmax; a student ending in plain logits would otherwise fall back to MSE), and so does
     the student saved and loaded again: the optimizer's settings stay, for the file's training
     record, but its state belongs to another loss, so a later ``train`` starts afresh (step 0)."""
     student._loss, student._trainer, student._pending_state = "cross_entropy", None, None
-    student._step = 0
+    student._optimizer, student._epoch, student._step = trained._optimizer, trained._epoch, 0
 
 
-def _targets(teacher: Teacher, student: Any, x: Any, y: np.ndarray) -> np.ndarray:
-    """``[label, *teacher_logits]`` per row, after checking the teacher and labels fit the student."""
-    logits = teacher.logits(x)
+def _targets(teacher: Teacher, student: Any, x: Any, y: np.ndarray, layers: list[str]) -> np.ndarray:
+    """``[label, *teacher_logits, *teacher_layers]`` per row (``layers``: the teacher's hint layers),
+    after checking the teacher and labels fit the student."""
+    logits, found = teacher.outputs(x, layers) if layers else (teacher.logits(x), [])
     classes = student.classes   # from the spec: building here would take the student's seed away
     if logits.ndim != 2 or logits.shape[-1] != classes:
         raise SpecError(f"the teacher gives {logits.shape[-1]} outputs per row but the student {classes}: "
@@ -79,7 +131,7 @@ def _targets(teacher: Teacher, student: Any, x: Any, y: np.ndarray) -> np.ndarra
         bad = labelled.min() if labelled.min() < 0 else labelled.max()
         raise DataError(f"label {bad} is outside the student's classes 0..{classes - 1}; "
                         f"use {NO_LABEL} for a row without a label")
-    return np.column_stack([y.astype(np.float32), logits]).astype(np.float32)
+    return np.column_stack([y.astype(np.float32), logits, *found]).astype(np.float32)
 
 
 def _inputs_and_labels(data: Any) -> tuple[Any, np.ndarray]:

@@ -26,6 +26,7 @@ class Teacher:
         from ..model import Model
 
         self._session = None
+        self.model = None
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
             if path.endswith(".onnx"):
@@ -35,6 +36,18 @@ class Teacher:
         if not isinstance(source, Model):
             raise SpecError(f"a teacher is an llmasos Model, an .h5 or an .onnx path; got {type(source).__name__}")
         self.model = _logits_model(source)
+
+    def outputs(self, x: Any, layers: list[str], batch_size: int = 512) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The logits and the outputs of ``layers`` (for hints), each flattened to a row per input,
+        in one pass. Only a Model teacher (or an ``.h5``) shows its inner layers."""
+        if self.model is None:
+            raise SpecError("hints need the teacher's inner layers, which an .onnx teacher does not show: give the "
+                            "teacher as a Model or an .h5 file")
+        inner = self.model._like(self.model.framework)
+        inner.spec.set_outputs([*self.model.spec.outputs, *layers])
+        inner.set_weights(self.model.get_weights())
+        logits, *found = inner.predict(x, batch_size)
+        return np.asarray(logits, np.float32), [np.asarray(f, np.float32).reshape(len(f), -1) for f in found]
 
     def logits(self, x: Any, batch_size: int = 512) -> np.ndarray:
         """The teacher's logits for inputs ``x`` (arrays, a dict of arrays), in order, as float32."""
