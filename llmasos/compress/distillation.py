@@ -50,11 +50,19 @@ def distill(teacher: Any, student: Any, data: Any, optimizer: Any = None, epochs
     must be a Model or an ``.h5``). The history then has ``hint_mse`` per epoch: that difference on
     (up to 1,024 of) the training rows at the epoch's end.
     """
-    x, y = _inputs_and_labels(data)
-    if unlabeled is not None:
-        more, _ = _inputs_and_labels(unlabeled)
-        x, y = _concat(x, more), np.concatenate([y, np.full(_rows(more), NO_LABEL, np.int64)])
     source = Teacher(teacher, framework=student.framework)
+    texts = hasattr(data, "with_targets")     # a text Dataset: batched (and padded) per batch, as it trains
+    if texts:
+        if unlabeled is not None:
+            raise DataError("unlabeled= adds arrays of inputs; texts without labels are a text Dataset of their "
+                            "own (model.dataset(texts)): distil on it in a second call")
+        data = _numbered(student, source, data)
+        x, y = data, _labels_or_none(data.arrays()[1], len(data))
+    else:
+        x, y = _inputs_and_labels(data)
+        if unlabeled is not None:
+            more, _ = _inputs_and_labels(unlabeled)
+            x, y = _concat(x, more), np.concatenate([y, np.full(_rows(more), NO_LABEL, np.int64)])
     layers: list[str] = []
     if hints is None:
         loss, trained = Distillation(temperature=temperature, alpha=alpha), student
@@ -71,12 +79,18 @@ def distill(teacher: Any, student: Any, data: Any, optimizer: Any = None, epochs
     targets = _targets(source, student, x, y, layers)
     val = None
     if validation is not None:
-        vx, vy = _inputs_and_labels(validation)
-        val = (vx, _targets(source, student, vx, vy, layers))
+        if hasattr(validation, "with_targets"):
+            validation = _numbered(student, source, validation)
+            val = validation.with_targets(_targets(source, student, validation,
+                                                   _labels_or_none(validation.arrays()[1], len(validation)), layers))
+        else:
+            vx, vy = _inputs_and_labels(validation)
+            val = (vx, _targets(source, student, vx, vy, layers))
+    train_data = (x.with_targets(targets),) if texts else (x, targets)
     tracker = [] if hints is None else [_HintTracker(x, targets, student.classes, sizes)]
     options = {**train_options, "callbacks": [*train_options.get("callbacks", ()), *tracker]}
     try:
-        history = trained.train(x, targets, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
+        history = trained.train(*train_data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
                                 seed=seed, validation=val, **options)
     finally:
         if trained is not student:
@@ -96,8 +110,10 @@ class _HintTracker(Callback):
     on up to :data:`HINT_ROWS` training rows, in inference mode."""
 
     def __init__(self, x: Any, targets: np.ndarray, classes: int, sizes: list[int]) -> None:
-        rows = min(_rows(x), HINT_ROWS)
-        self.x = {k: v[:rows] for k, v in x.items()} if isinstance(x, dict) else x[:rows]
+        rows = len(x) if hasattr(x, "batches") else min(_rows(x), HINT_ROWS)   # a Dataset: all its rows
+        if not hasattr(x, "batches"):
+            x = {k: v[:rows] for k, v in x.items()} if isinstance(x, dict) else x[:rows]
+        self.x = x
         self.teacher = targets[:rows, 1 + classes:]
         self.classes = classes
         self.values: list[float] = []
@@ -132,6 +148,25 @@ def _targets(teacher: Teacher, student: Any, x: Any, y: np.ndarray, layers: list
         raise DataError(f"label {bad} is outside the student's classes 0..{classes - 1}; "
                         f"use {NO_LABEL} for a row without a label")
     return np.column_stack([y.astype(np.float32), logits, *found]).astype(np.float32)
+
+
+def _numbered(student: Any, teacher: Teacher, data: Any) -> Any:
+    """A text Dataset with its labels numbered as the student's classes (which it takes from the
+    teacher, else from the data, when it names none), after checking the teacher names them alike."""
+    from ..data.text import named_classes
+
+    own = named_classes(student.metadata.get("labels"))
+    theirs = named_classes(teacher.metadata.get("labels"))
+    if own is not None and theirs is not None and own != theirs:
+        raise SpecError(f"the teacher's classes {theirs} are not the student's {own} (in that order): distillation "
+                        f"matches them by position; give the student the teacher's labels")
+    if own is None and theirs is not None:
+        student.metadata["labels"] = list(theirs)
+    return student._numbered(data, fix=True)
+
+
+def _labels_or_none(y: Any, rows: int) -> np.ndarray:
+    return np.full(rows, NO_LABEL, np.int64) if y is None else np.asarray(y, np.int64)
 
 
 def _inputs_and_labels(data: Any) -> tuple[Any, np.ndarray]:

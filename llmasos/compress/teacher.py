@@ -27,6 +27,7 @@ class Teacher:
 
         self._session = None
         self.model = None
+        self.metadata: dict = {}     # the teacher Model's (its class names: "labels"); none from an .onnx
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
             if path.endswith(".onnx"):
@@ -35,7 +36,7 @@ class Teacher:
             source = Model.load(path, framework=framework)
         if not isinstance(source, Model):
             raise SpecError(f"a teacher is an llmasos Model, an .h5 or an .onnx path; got {type(source).__name__}")
-        self.model = _logits_model(source)
+        self.model, self.metadata = _logits_model(source), dict(source.metadata)
 
     def outputs(self, x: Any, layers: list[str], batch_size: int = 512) -> tuple[np.ndarray, list[np.ndarray]]:
         """The logits and the outputs of ``layers`` (for hints), each flattened to a row per input,
@@ -50,17 +51,37 @@ class Teacher:
         return np.asarray(logits, np.float32), [np.asarray(f, np.float32).reshape(len(f), -1) for f in found]
 
     def logits(self, x: Any, batch_size: int = 512) -> np.ndarray:
-        """The teacher's logits for inputs ``x`` (arrays, a dict of arrays), in order, as float32."""
+        """The teacher's logits for inputs ``x`` (arrays, a dict of arrays, a Dataset read in order,
+        each batch padded on its own for texts), in order, as float32."""
         if self._session is None:
             return np.asarray(self.model.predict(x, batch_size), dtype=np.float32)
-        feed_input = self._session.get_inputs()[0]
+        if hasattr(x, "batches"):
+            parts = [self._run(xb) for xb, _ in x.batches(batch_size)]
+        elif isinstance(x, dict):
+            parts = [self._run({k: v[s:s + batch_size] for k, v in x.items()}) for s in range(0, _rows(x), batch_size)]
+        else:
+            x = np.asarray(x, dtype=np.float32)
+            parts = [self._run(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def _run(self, x: Any) -> np.ndarray:
+        """One batch through the ONNX session: a dict feeds the inputs by name (token ids, masks), an
+        array the first input (flat rows reshaped to it, as Model.predict takes them)."""
+        feeds = self._session.get_inputs()
+        if isinstance(x, dict):
+            missing = [i.name for i in feeds if i.name not in x]
+            if missing:
+                raise SpecError(f"the .onnx teacher takes {[i.name for i in feeds]}; the data has no {missing}")
+            return self._session.run([self._output], {i.name: np.asarray(x[i.name]) for i in feeds})[0]
         x = np.asarray(x, dtype=np.float32)
-        shape = [d if isinstance(d, int) else -1 for d in feed_input.shape]
+        shape = [d if isinstance(d, int) else -1 for d in feeds[0].shape]
         if x.shape[1:] != tuple(shape[1:]) and -1 not in shape[1:]:
             x = x.reshape([-1, *shape[1:]])          # flat rows, as Model.predict takes them
-        parts = [self._session.run([self._output], {feed_input.name: x[s:s + batch_size]})[0]
-                 for s in range(0, len(x), batch_size)]
-        return np.concatenate(parts).astype(np.float32)
+        return self._session.run([self._output], {feeds[0].name: x})[0]
+
+
+def _rows(x: dict) -> int:
+    return len(next(iter(x.values())))
 
 
 def _logits_model(model):

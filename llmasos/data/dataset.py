@@ -297,6 +297,20 @@ class TextDataset(Dataset, keyword="text"):
                              mode=self.mode, dtype="int64")
         return other
 
+    def with_targets(self, targets: np.ndarray) -> "TextDataset":
+        """The same texts (sharing their tokens, batched and padded the same way) with one numeric
+        target row per text in place of the labels: a distillation's ``[label, *teacher_logits]``
+        (see :func:`llmasos.compress.distill`). Nothing renumbers them afterwards."""
+        targets = np.asarray(targets, dtype=np.float32)
+        if len(targets) != len(self) or self._sequences is not None:
+            raise DataError(f"with_targets takes one target row per text of a dataset with class labels or none; "
+                            f"got {len(targets)} rows for {len(self)} texts"
+                            + (" whose labels are token sequences" if self._sequences is not None else ""))
+        other = copy.copy(self)
+        other._names, other.classes = None, None
+        other.rows = Dataset(np.arange(len(self))[:, None], targets, mode=self.mode, dtype="int64")
+        return other
+
     def __len__(self) -> int:
         return len(self.rows)
 
