@@ -7,7 +7,11 @@ estimate that says it is one. Every figure carries its ``source``; none is shown
   wrap is missed, and every wrap is added back. Since Linux 5.10 the files are readable by root
   only (CVE-2020-8694): elsewhere they are not counted, and the estimate is used.
 * ``nvml``: each NVIDIA GPU's total-energy counter (Volta and later), through NVIDIA's own Python
-  binding of NVML (``pip install "llmasos[energy]"``, the ``nvidia-ml-py`` package).
+  binding of NVML (``pip install "llmasos[energy]"``, the ``nvidia-ml-py`` package). The counter
+  is 64-bit millijoules "since the driver was last reloaded": it does not wrap in practice, but a
+  driver reload (or GPU reset) starts it again from 0, which is counted as such (the energy drawn
+  since the restart is added; what fell between the last read and the restart is lost, at most
+  one poll's worth).
 * ``estimate``: where no counter is readable, the process's CPU time times an assumed power per
   busy core (:data:`WATTS_PER_CORE`, or ``LLMASOS_WATTS_PER_CORE``); a warning says so.
 
@@ -137,7 +141,11 @@ def rapl_zones(powercap: str | os.PathLike = POWERCAP) -> list[RaplZone]:
 
 
 class NvmlGpu:
-    """One NVIDIA GPU's total-energy counter (millijoules since the driver loaded)."""
+    """One NVIDIA GPU's total-energy counter (millijoules since the driver loaded), through
+    ``nvml``, an NVML binding (nvidia-ml-py's ``pynvml`` module, or one of its shape).
+
+    Each :meth:`read` adds the rise since the last one; a fall means the counter restarted from 0
+    (the driver reloaded), so the new value itself is added."""
 
     source = "nvml"
 
@@ -145,26 +153,43 @@ class NvmlGpu:
         self._nvml = nvml
         self._handle = nvml.nvmlDeviceGetHandleByIndex(index)
         self.name = f"cuda:{index}"
-        self._start = nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+        self._last = self._raw()
+        self._total_mj = 0
+        self._lock = threading.Lock()
+
+    def _raw(self) -> int:
+        try:
+            return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+        except Exception as err:  # pynvml's NVMLError (a GPU lost, a driver reloading): a failed read, as a file's
+            raise OSError(f"NVML could not read {self.name}'s energy: {err}") from err
 
     def read(self) -> float:
-        return (self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) - self._start) / 1e3
+        with self._lock:
+            now = self._raw()
+            rise = now - self._last
+            self._total_mj += rise if rise >= 0 else now
+            self._last = now
+            return self._total_mj / 1e3
 
 
-def nvml_gpus() -> list[NvmlGpu]:
-    """Every NVIDIA GPU whose energy counter NVML reads; none without the binding, a driver or a GPU."""
+def nvml_gpus(binding: Any = None) -> list[NvmlGpu]:
+    """Every NVIDIA GPU whose energy counter NVML reads; none without the binding, a driver or a GPU.
+    ``binding`` is the NVML binding to use (default: nvidia-ml-py's ``pynvml``)."""
     try:
-        import pynvml
+        if binding is None:
+            import pynvml as binding
 
-        pynvml.nvmlInit()
-        return [NvmlGpu(pynvml, index) for index in range(pynvml.nvmlDeviceGetCount())]
+        binding.nvmlInit()
+        return [NvmlGpu(binding, index) for index in range(binding.nvmlDeviceGetCount())]
     except Exception:  # no binding, no driver, no GPU, or a GPU without the counter (pre-Volta)
         return []
 
 
-def counters(powercap: str | os.PathLike = POWERCAP, nvml: bool = True) -> list[Counter]:
-    """Every energy counter this process can read: RAPL zones, then NVIDIA GPUs."""
-    return [*rapl_zones(powercap), *(nvml_gpus() if nvml else [])]
+def counters(powercap: str | os.PathLike = POWERCAP, nvml: Any = True) -> list[Counter]:
+    """Every energy counter this process can read: RAPL zones, then NVIDIA GPUs (``nvml``: True
+    for the installed binding, False for none, or an NVML binding to use)."""
+    gpus = [] if nvml is False or nvml is None else nvml_gpus(None if nvml is True else nvml)
+    return [*rapl_zones(powercap), *gpus]
 
 
 def _cpu_seconds() -> float:
@@ -178,9 +203,10 @@ class Meter:
     """Measures one run: :meth:`start`, the work, :meth:`stop` gives its :class:`Energy`. Counters
     are read every :data:`POLL_SECONDS` while it runs (wrap-arounds need it).
 
-    ``powercap`` and ``nvml`` say where to look; ``warn`` whether an estimate warns."""
+    ``powercap`` and ``nvml`` say where to look (see :func:`counters`); ``warn`` whether an
+    estimate warns."""
 
-    def __init__(self, powercap: str | os.PathLike = POWERCAP, nvml: bool = True, warn: bool = True,
+    def __init__(self, powercap: str | os.PathLike = POWERCAP, nvml: Any = True, warn: bool = True,
                  poll_seconds: float = POLL_SECONDS) -> None:
         self.counters = counters(powercap, nvml)
         self.warn, self.poll_seconds = warn, poll_seconds
@@ -236,6 +262,6 @@ class Meter:
         self.stop()
 
 
-def measure(powercap: str | os.PathLike = POWERCAP, nvml: bool = True, warn: bool = True) -> Meter:
+def measure(powercap: str | os.PathLike = POWERCAP, nvml: Any = True, warn: bool = True) -> Meter:
     """A context manager measuring its block; its ``result`` is the :class:`Energy` afterwards."""
     return Meter(powercap, nvml, warn)

@@ -1,5 +1,6 @@
 """Energy figures: RAPL counters read from powercap files (a simulated tree here, wrap-arounds
-included), and the estimate where nothing is readable."""
+included), NVIDIA GPUs' NVML counters (a simulated binding, driver reloads included), and the
+estimate where nothing is readable."""
 
 import os
 import time
@@ -101,6 +102,83 @@ def test_an_estimate_can_be_asked_for_without_a_warning(tmp_path):
 def test_per_prediction_needs_predictions():
     with pytest.raises(ValueError, match="positive"):
         energy.Energy(1.0, 1.0, "rapl", "package-0").per(0)
+
+
+class SimulatedNvml:
+    """An NVML binding of nvidia-ml-py's shape over simulated GPUs: each one's total-energy counter
+    (millijoules since the driver loaded, 64-bit) is ``counters[index]``, set by the test as a
+    GPU's driver would; an index in ``failing`` raises as pynvml does (NVMLError) when a read fails,
+    and ``supported=False`` is a GPU without the counter (before Volta)."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, *counters_mj: int, supported: bool = True) -> None:
+        self.counters = list(counters_mj)
+        self.failing: set[int] = set()
+        self.supported = supported
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.counters)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:
+        if not self.supported:
+            raise self.NVMLError("Not Supported")
+        if handle in self.failing:
+            raise self.NVMLError("GPU is lost")
+        return self.counters[handle]
+
+
+def test_nvml_sums_every_gpu(tmp_path):
+    nvml = SimulatedNvml(2**40 + 5_000, 12_000)          # counters far from 0: a driver loaded long ago
+    meter = energy.Meter(tmp_path, nvml=nvml, poll_seconds=3600).start()
+    nvml.counters = [2**40 + 9_500, 13_250]              # 4.5 J and 1.25 J
+    result = meter.stop()
+    assert result.source == "nvml" and result.detail == "cuda:0, cuda:1"
+    assert result.joules == pytest.approx(5.75, abs=1e-9)
+    assert result.per(10) == pytest.approx(0.575)
+
+
+def test_an_nvml_counter_restarting_from_zero_counts_what_it_drew_since(tmp_path):
+    """NVML's counter does not wrap (64-bit mJ), but a driver reload starts it again from 0."""
+    nvml = SimulatedNvml(5_000)
+    gpu = energy.nvml_gpus(nvml)[0]
+    for value in (9_000, 1_500, 4_000, 250, 750):        # two reloads: 4 J, then 1.5 + 2.5 J, then 0.25 + 0.5 J
+        nvml.counters[0] = value
+        gpu.read()
+    assert gpu.read() == pytest.approx(4 + 1.5 + 2.5 + 0.25 + 0.5)
+
+
+def test_the_meter_polls_nvml_so_a_restart_loses_at_most_one_poll(tmp_path):
+    nvml = SimulatedNvml(1_000)
+    meter = energy.Meter(tmp_path, nvml=nvml, poll_seconds=0.01).start()
+    nvml.counters[0] = 8_000                              # 7 J, read by the poller
+    time.sleep(0.2)
+    nvml.failing.add(0)                                   # reads fail for a while: the poller skips them
+    time.sleep(0.05)
+    nvml.failing.clear()
+    nvml.counters[0] = 3_000                              # the driver reloaded: 3 J since
+    assert meter.stop().joules == pytest.approx(10.0)
+
+
+def test_nvml_and_rapl_together_and_gpus_without_the_counter(tmp_path):
+    root = powercap_tree(tmp_path / "powercap", {"intel-rapl:0": ("package-0", 0, 2**32)})
+    nvml = SimulatedNvml(0)
+    meter = energy.Meter(root, nvml=nvml, poll_seconds=3600).start()
+    set_energy(root, "intel-rapl:0", 2_000_000)
+    nvml.counters[0] = 3_000
+    result = meter.stop()
+    assert result.source == "rapl+nvml" and result.detail == "package-0, cuda:0"
+    assert result.joules == pytest.approx(5.0)
+    assert energy.nvml_gpus(SimulatedNvml(0, supported=False)) == []     # a pre-Volta GPU: no counter
+    with pytest.warns(energy.EnergyWarning, match="estimate"):
+        assert energy.Meter(tmp_path, nvml=SimulatedNvml(0, supported=False)).start().stop().source == "estimate"
 
 
 def tiny_onnx(path: Path) -> Path:
