@@ -100,6 +100,7 @@ def test_parameter_count_and_layer_shapes_are_the_published_ones():
     assert tiny["mixed_6a"][0] == 896 // 8 and tiny["mixed_7a"][0] == 1792 // 8 and tiny["normalize"] == (512,)
 
 
+@pytest.mark.torch
 def test_layer_shapes_equal_facenet_pytorchs_modules():
     _facenet_pytorch()
     import torch
