@@ -138,3 +138,20 @@ def test_a_teacher_of_other_classes_is_named(folder, capsys):
     status = main(["distill", _config(folder, student=student, data={"unlabeled": None})])
     err = capsys.readouterr().err
     assert status == 2 and "the teacher gives 10 outputs per row but the student 5" in err, err
+
+
+@pytest.mark.torch
+def test_a_zoo_teacher_is_built_from_its_section(tmp_path):
+    from llmasos.config import DistillConfig
+
+    config = DistillConfig.from_dict(
+        {"teacher": {"zoo": "resnet_tiny", "pretrained": False, "num_classes": 10, "seed": 0},
+         "student": {"input_shape": [3, 32, 32], "output_dim": 10,
+                     "layers": [{"kind": "Flatten"}, {"kind": "Dense", "size": 10}]},
+         "data": {"train": "train.csv"}}, base_dir=tmp_path, check_files=False)
+    assert config.teacher_file is None and config.output_path == tmp_path / "student.h5"
+    teacher = config.load_teacher("torch")
+    assert teacher.framework == "torch" and teacher.classes == 10
+    assert DistillConfig.from_dict({"teacher": "Teacher.ONNX", "student": {"input_dim": 4, "layers": [
+        {"kind": "Dense", "size": 2}]}, "data": {"train": "x.csv"}}, base_dir=tmp_path,
+        check_files=False).load_teacher() == str(tmp_path / "Teacher.ONNX")
