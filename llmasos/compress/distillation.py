@@ -38,7 +38,10 @@ def distill(teacher: Any, student: Any, data: Any, optimizer: Any = None, epochs
     """Train ``student`` (a Model) to imitate ``teacher`` on ``data``; returns the student's History.
 
     ``data`` is a Dataset (with or without labels), ``(X, y)`` with ``y`` = -1 where a row has no
-    label, or ``X`` alone; ``unlabeled`` adds inputs without labels. The loss per row is
+    label, or ``X`` alone; ``unlabeled`` adds inputs without labels. A text Dataset
+    (``bert.dataset(texts, labels)``, labels optional) is read as the model trains on it, each batch
+    padded on its own, its labels numbered by the student's classes (the teacher's when the student
+    names none; a teacher naming other classes is refused). The loss per row is
     ``alpha T² KL(softmax(t/T) ‖ softmax(s/T)) + (1 - alpha) CE(y, s)`` on logits (a final softmax of
     either model is left out), and ``T² KL`` alone for a row without a label. ``validation``
     (labelled) reports that loss on held-out rows; other keywords go to ``student.train``.
