@@ -26,6 +26,9 @@ llmasos.ctc          a CTC speech model's vocabulary and framing (JSON), so a se
 llmasos.detection    a detector's image size, mean/std and which outputs are its class logits and boxes
                      (JSON), so a server can detect on image files: ``{"task": "object-detection",
                      "size": [H, W], "mean", "std", "resample", "logits", "boxes"}``
+llmasos.faces        a face embedder's face size and standardisation (JSON), so a server can embed
+                     image files: ``{"task": "face-embedding", "size": [H, W], "mean": 127.5,
+                     "scale": 128.0, "threshold"}`` (pixels -> (pixels - mean) / scale)
 llmasos.int8         an int8 file's format and the CPU it is for (JSON): ``{"mode", "target",
                      "reduce_range", "weight_type", "activation_type", "per_channel", "detected_on"}``
 ===================  ===========================================================================
@@ -58,8 +61,9 @@ if TYPE_CHECKING:
 _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)   # shapes and indices, not weights
 TOKENIZER, TEXT_INPUTS, INT8, CTC = "llmasos.tokenizer", "llmasos.text_inputs", "llmasos.int8", "llmasos.ctc"
 DETECTION = "llmasos.detection"
+FACES = "llmasos.faces"
 JSON_KEYS = ("spec", "inputs", "outputs", "labels", "frozen", "preprocessing", "optimization", "robustness",
-             TEXT_INPUTS, INT8, CTC, DETECTION)
+             TEXT_INPUTS, INT8, CTC, DETECTION, FACES)
 FROM_MODEL = ("labels", "preprocessing", "robustness")    # keys of ``model.metadata`` that travel into the file
 
 
@@ -89,6 +93,9 @@ def export_metadata(model: "Model", config: "OnnxConfig", exporter: str) -> dict
     detection = getattr(model, "detection_settings", lambda: None)()   # a zoo detector: a server takes images
     if detection is not None:
         props[DETECTION] = detection
+    faces = getattr(model, "face_settings", lambda: None)()   # a zoo face embedder: a server takes images
+    if faces is not None:
+        props[FACES] = faces
     return props
 
 

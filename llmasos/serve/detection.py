@@ -92,7 +92,7 @@ class DetectionIO:
             raise ServeError(f"send either {IMAGE!r} (and {THRESHOLD!r}) or the model's input {self.pixels!r}, "
                              f"not both; also got {extra}")
         self.threshold(feeds)   # a bad threshold is refused before any image is decoded
-        pixels, _ = prepare_detection_images(self._images(feeds[IMAGE]), self.size, self.mean, self.std)
+        pixels, _ = prepare_detection_images(image_files(feeds[IMAGE]), self.size, self.mean, self.std)
         return {self.pixels: pixels}
 
     @staticmethod
@@ -109,32 +109,6 @@ class DetectionIO:
         except DataError as exc:
             raise ServeError(f"input {THRESHOLD!r}: {exc}") from None
 
-    @staticmethod
-    def _images(column: np.ndarray, decode: bool = True) -> list[Any]:
-        """The image files of a request's ``image`` column as RGB PIL images, or with ``decode``
-        False only opened (enough to read their sizes, which needs the header alone)."""
-        column = np.asarray(column, dtype=object)
-        if column.ndim != 1 or not column.size:
-            raise ServeError(f"input {IMAGE!r} has shape {list(column.shape)}; it takes [-1], one image file per row")
-        from PIL import Image
-
-        images = []
-        for row, item in enumerate(column.tolist()):
-            if isinstance(item, str):   # the protocol's BYTES are text: image files travel base64-encoded
-                try:
-                    item = base64.b64decode(item, validate=True)
-                except (binascii.Error, ValueError):
-                    raise ServeError(f"input {IMAGE!r}, row {row}: not base64 text; send each image file "
-                                     f"(PNG, JPEG, ...) base64-encoded") from None
-            if not isinstance(item, (bytes, bytearray)):
-                raise ServeError(f"input {IMAGE!r}, row {row}: takes image files (base64 text), got "
-                                 f"{type(item).__name__}")
-            try:
-                images.append(read_image(item) if decode else Image.open(io.BytesIO(item)))
-            except (DataError, OSError) as exc:
-                raise ServeError(f"input {IMAGE!r}, row {row}: {exc}") from None
-        return images
-
     def finish(self, inputs: Mapping[str, np.ndarray], requested: list[str] | None,
                outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The answer to a request: detections when it sent images (with the raw outputs it
@@ -145,7 +119,7 @@ class DetectionIO:
                 raise ServeError(f"outputs {sorted(names & set(requested or ()))} come with images: send "
                                  f"{IMAGE!r}, not {self.pixels!r}")
             return dict(outputs)
-        sizes = [image.size[::-1] for image in self._images(inputs[IMAGE], decode=False)]   # PIL sizes are (width, height)
+        sizes = [image.size[::-1] for image in image_files(inputs[IMAGE], decode=False)]   # PIL sizes are (width, height)
         found = post_process(outputs[self.logits], outputs[self.boxes], self.threshold(inputs), sizes)
         labels = np.concatenate([f["labels"] for f in found])
         answer = {"boxes": np.concatenate([f["boxes"] for f in found]).reshape(-1, 4).astype(np.float32),
@@ -158,3 +132,31 @@ class DetectionIO:
 
     def _name(self, label: int) -> str:
         return self.labels[label] if self.labels is not None and 0 <= label < len(self.labels) else f"LABEL_{label}"
+
+
+def image_files(column: np.ndarray, decode: bool = True) -> list[Any]:
+    """The image files of a request's ``image`` column (base64 text or bytes per row) as RGB PIL
+    images, or with ``decode`` False only opened (enough to read their sizes, which needs the
+    header alone); a :class:`ServeError` (400) names a row that is not one. Face embedders'
+    ``image`` input (:mod:`.faces`) reads them the same way."""
+    column = np.asarray(column, dtype=object)
+    if column.ndim != 1 or not column.size:
+        raise ServeError(f"input {IMAGE!r} has shape {list(column.shape)}; it takes [-1], one image file per row")
+    from PIL import Image
+
+    images = []
+    for row, item in enumerate(column.tolist()):
+        if isinstance(item, str):   # the protocol's BYTES are text: image files travel base64-encoded
+            try:
+                item = base64.b64decode(item, validate=True)
+            except (binascii.Error, ValueError):
+                raise ServeError(f"input {IMAGE!r}, row {row}: not base64 text; send each image file "
+                                 f"(PNG, JPEG, ...) base64-encoded") from None
+        if not isinstance(item, (bytes, bytearray)):
+            raise ServeError(f"input {IMAGE!r}, row {row}: takes image files (base64 text), got "
+                             f"{type(item).__name__}")
+        try:
+            images.append(read_image(item) if decode else Image.open(io.BytesIO(item)))
+        except (DataError, OSError) as exc:
+            raise ServeError(f"input {IMAGE!r}, row {row}: {exc}") from None
+    return images

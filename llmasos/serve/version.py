@@ -29,6 +29,7 @@ from ..errors import ServeError
 from ..export.providers import ProviderSpec, session as open_session
 from .batching import Batcher, Feeds, rows_of
 from .detection import IMAGE, DetectionIO
+from .faces import FaceIO
 from .speech import speech_settings
 from .tensors import DATATYPES, TensorSpec, specs_from_session
 from .text import TextInput
@@ -77,6 +78,7 @@ class ModelVersion:
         self._output_names = [spec.name for spec in self.outputs]
         # a detector: it takes image files too, and answers boxes
         self.detection = DetectionIO.from_metadata(metadata, self._specs, self._output_names)
+        self.faces = FaceIO.from_metadata(metadata, self._specs)   # a face embedder: it takes image files too
         self._allow_nan, self._observe = allow_nan, observe
         outputs = self._run(self._zeros())  # the warm-up: not a request, so not observed
         self.batchable = all(s.shape[:1] == (-1,) for s in self.inputs + self.outputs) and all(
@@ -107,7 +109,8 @@ class ModelVersion:
     def advertised_inputs(self) -> list[TensorSpec]:
         """The inputs model metadata lists: the model's own, then ``text`` when it takes strings."""
         return (self.inputs + ([self.text.spec] if self.text is not None else [])
-                + (self.detection.inputs if self.detection is not None else []))
+                + (self.detection.inputs if self.detection is not None else [])
+                + (self.faces.inputs if self.faces is not None else []))
 
     @property
     def advertised_outputs(self) -> list[TensorSpec]:
@@ -123,6 +126,8 @@ class ModelVersion:
             feeds = self.text.feeds(feeds[self.text.spec.name])
         elif self.detection is not None and self.detection.takes(feeds):
             feeds = self.detection.feeds(feeds)
+        elif self.faces is not None and self.faces.takes(feeds):
+            feeds = self.faces.feeds(feeds)
         self.check(feeds)
         return dict(feeds)
 

@@ -13,8 +13,10 @@ left out.
 **Preprocessing** is facenet's ``fixed_image_standardization``: ``(pixels - 127.5) / 128`` on RGB
 pixels 0-255, with no resizing or cropping (faces come cropped and aligned from a detector, e.g.
 facenet-pytorch's ``MTCNN(image_size=160)``). :meth:`FaceNet.embed` does it; ``model.predict``
-and the exported ONNX file take the standardised ``(N, 3, H, W)`` tensor, as facenet-pytorch's
-module does.
+and the exported ONNX file take the standardised ``(N, 3, H, W)`` tensor ``faces``, as
+facenet-pytorch's module does. The file says so in its metadata (``llmasos.faces``), so the
+Deployer also takes face image files (``image``, base64 PNG/JPEG) and answers their embeddings
+(:mod:`llmasos.serve.faces`).
 
 **Threshold.** Two faces are the same person when the Euclidean distance between their
 embeddings is at most :data:`THRESHOLD` = 1.04 (squared: 1.0816; cosine similarity
@@ -144,7 +146,7 @@ class _Builder:
 def inception_resnet_v1(input_size: tuple[int, int, int] = (3, 160, 160), embedding_size: int = EMBEDDING_SIZE,
                         divisor: int = 1, repeats: tuple[int, int, int] = (5, 10, 5),
                         dropout: float = 0.6) -> ModelSpec:
-    """facenet-pytorch's ``InceptionResnetV1`` (``classify=False``): input ``image`` (3, H, W),
+    """facenet-pytorch's ``InceptionResnetV1`` (``classify=False``): input ``faces`` (3, H, W),
     standardised; output ``normalize``, the L2-normalised embedding. ``divisor`` divides every
     channel count and ``repeats`` sets the number of Block35/Block17/Block8 (5, 10, 5 published)."""
     channels, height, width = input_size
@@ -153,9 +155,10 @@ def inception_resnet_v1(input_size: tuple[int, int, int] = (3, 160, 160), embedd
                        f"input_size {tuple(input_size)}")
     if divisor not in (1, 2, 4, 8):
         raise ZooError(f"divisor must be 1, 2, 4 or 8 (every channel count divides by it), got {divisor!r}")
-    spec = ModelSpec().add_input("image", tuple(input_size))
+    # not "image": a server's image-file input takes that name (see llmasos.serve.faces)
+    spec = ModelSpec().add_input("faces", tuple(input_size))
     net = _Builder(spec, divisor)
-    x = net.conv("conv2d_1a", "image", 32, 3, 2)
+    x = net.conv("conv2d_1a", "faces", 32, 3, 2)
     x = net.conv("conv2d_2a", x, 32, 3)
     x = net.conv("conv2d_2b", x, 64, 3, 1, 1)
     x = spec.add("MaxPool2D", 3, stride=2, name="maxpool_3a", inputs=x).last
@@ -218,6 +221,11 @@ class FaceNet(Model):
     @property
     def embedding_size(self) -> int:
         return self.spec.shapes()[self.spec.outputs[0]][-1]
+
+    def face_settings(self) -> dict:
+        """What an exported file says of its faces (``llmasos.faces``), so a server embeds image
+        files: their size, the standardisation and the verification threshold."""
+        return {"task": TASK, "size": [*self.image_size], "mean": MEAN, "scale": SCALE, "threshold": self.threshold}
 
     def prepare(self, faces: Any, standardized: bool = False) -> np.ndarray:
         """Faces as the standardised ``(N, 3, H, W)`` float32 batch ``predict`` takes.

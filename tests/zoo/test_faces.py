@@ -304,3 +304,36 @@ def test_served_model_returns_the_embeddings_of_a_face(tiny, tiny_onnx):
     (embeddings,) = got.values()
     np.testing.assert_allclose(embeddings, tiny.embed(faces), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def _png(pixels: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@pytest.mark.torch
+def test_served_model_embeds_face_image_files(tiny, tiny_onnx):
+    """Image files (base64 PNG) over real HTTP: the server standardises them as embed() does; a
+    crop of another size is a 400 naming the size the file says."""
+    assert export.info(tiny_onnx)["llmasos.faces"] == {"task": "face-embedding", "size": [80, 80], "mean": 127.5,
+                                                       "scale": 128.0, "threshold": 1.04}
+    faces = _faces(2, TINY, seed=6)
+    images = {"inputs": [{"name": "image", "shape": [2], "datatype": "BYTES", "data": [_png(f) for f in faces]}]}
+    with Deployer(tiny_onnx.parents[2], port=0, poll_s=0) as deployer, \
+            httpx.Client(base_url=deployer.url, timeout=30) as client:
+        metadata = client.get("/v2/models/faces").json()
+        assert {"name": "image", "datatype": "BYTES", "shape": [-1]} in metadata["inputs"]
+        (embeddings,) = outputs_of(client.post("/v2/models/faces/infer", json=images)).values()
+        wrong = client.post("/v2/models/faces/infer", json={"inputs": [
+            {"name": "image", "shape": [1], "datatype": "BYTES", "data": [_png(_faces(1, (64, 80))[0])]}]})
+        junk = client.post("/v2/models/faces/infer", json={"inputs": [
+            {"name": "image", "shape": [1], "datatype": "BYTES", "data": ["bm90IGFuIGltYWdl"]}]})
+    np.testing.assert_allclose(embeddings, tiny.embed(faces), atol=1e-5)
+    assert wrong.status_code == 400 and "a face must be 80x80" in wrong.json()["error"] and "64x80" in wrong.json()["error"]
+    assert junk.status_code == 400 and "not an image file" in junk.json()["error"]
