@@ -147,7 +147,7 @@ def _graph(backend: "Backend", compiled: Any, config: OnnxConfig, path: Path,
     notes = backend.export_onnx(compiled, str(path), config.opset, external_data=external_data)
     proto = onnx.load(str(path))
     config.conform(proto)
-    conform_for_runtime(proto.graph)
+    conform_for_runtime(proto.graph, config.opset)
     return proto, notes.get("exporter", backend.name)
 
 

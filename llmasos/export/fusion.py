@@ -4,8 +4,10 @@ ONNX Runtime's transformer optimizer (``onnxruntime.transformers.optimizer``) re
 attention block into one ``Attention`` op, each GELU with its bias into ``BiasGelu`` and, for
 CUDA, each residual Add with its LayerNorm into ``SkipLayerNormalization`` (com.microsoft ops, for
 ONNX Runtime only). It matches subgraphs: the torch adapter exports attention in the form it
-expects (see ``adapters/torch/layers.py``), and :func:`split_unsqueezes` undoes the one merge
-torch's dynamo exporter makes in it.
+expects (see ``adapters/torch/layers.py``), :func:`split_unsqueezes` undoes the one merge
+torch's dynamo exporter makes in it, and the query, key and value projections that every export
+packs into one MatMul (:func:`~llmasos.export.graph_form.pack_projections`) are unpacked first:
+the fusion matches them apart, and packs them again into its Attention op.
 
 Whether a file is a transformer, and its heads and width, come from the spec in its metadata:
 
@@ -28,6 +30,8 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from .graph_form import unpack_projections
 
 ATTENTION_KINDS = ("Attention", "MultiHeadAttention")
 MS_DOMAIN = "com.microsoft"
@@ -102,6 +106,7 @@ def fuse_transformer(proto: onnx.ModelProto, heads: int, hidden: int, use_gpu: b
     from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    unpack_projections(proto.graph)
     split_unsqueezes(proto.graph)
     options = FusionOptions("bert")
     options.attention_mask_format = AttentionMaskFormat.AttentionMask
