@@ -40,6 +40,9 @@ from .ops import Ops
 # Targets a loss takes, for label checks and metrics: class ids and logits over the classes;
 # 0/1 targets and one logit per unit; real values; padded id sequences.
 TASKS = ("classes", "binary", "values", "sequence")
+# the logits a CTC model gives padding frames for every class but the blank (the blank's is 0):
+# the CTC loss counts only the other frames (see CTC)
+CTC_PADDING_LOGIT = -1e4
 
 
 class LossOps(Ops):
@@ -62,10 +65,12 @@ class LossOps(Ops):
         """``-log softmax(logits)[label]`` per position: logits ``(..., C)``, labels ``(...)`` in ``[0, C)``."""
 
     @abstractmethod
-    def ctc(self, log_probs: Any, labels: Any, label_lengths: Any, blank: int, zero_infinity: bool) -> Any:
-        """CTC's negative log-likelihood per sample: ``log_probs`` ``(N, T, C)`` (every frame used),
-        ``labels`` ``(N, S)`` non-negative, the first ``label_lengths[i]`` of row i counting;
-        ``zero_infinity`` makes an impossible alignment 0 (and its gradient)."""
+    def ctc(self, log_probs: Any, labels: Any, label_lengths: Any, blank: int, zero_infinity: bool,
+            frame_lengths: Any = None) -> Any:
+        """CTC's negative log-likelihood per sample: ``log_probs`` ``(N, T, C)``, the first
+        ``frame_lengths[i]`` frames of row i counting (every frame when None), ``labels`` ``(N, S)``
+        non-negative, the first ``label_lengths[i]`` of row i counting; ``zero_infinity`` makes an
+        impossible alignment 0 (and its gradient)."""
 
 
 class Loss(ABC):
@@ -274,7 +279,12 @@ class Focal(Loss):
 class CTC(Loss):
     """Connectionist temporal classification on logits ``(N, T, C)`` and label rows padded with -100
     (any negative), as transformers' ``Wav2Vec2ForCTC`` with ``ctc_loss_reduction="mean"``: each
-    sample's negative log-likelihood divided by its label length (``F.ctc_loss``'s "mean")."""
+    sample's negative log-likelihood divided by its label length (``F.ctc_loss``'s "mean").
+
+    Frames that are a masked model's padding are left out, as transformers leaves out the frames
+    past a clip's ``attention_mask``: a Wav2Vec2 that takes a mask gives a padding frame the blank's
+    logit 0 and :data:`CTC_PADDING_LOGIT` (-1e4) for every other class, which no real frame comes
+    near (a loss sees only the logits and labels, not the model's mask)."""
 
     name = "ctc"
     task = "sequence"
@@ -288,7 +298,10 @@ class CTC(Loss):
         valid = y_true >= 0
         lengths = ops.sum(ops.cast(valid, "int64"), axis=1)
         labels = ops.where(valid, y_true, 0)
-        nll = ops.ctc(ops.log_softmax(y_pred), labels, lengths, self.blank, self.zero_infinity)
+        # a padding frame's logits sum to (classes - 1) * CTC_PADDING_LOGIT; a real frame's are ~1e4 times smaller
+        real = ops.sum(y_pred, axis=-1) > 0.5 * CTC_PADDING_LOGIT * (y_pred.shape[-1] - 1)
+        frames = ops.sum(ops.cast(real, "int64"), axis=1)
+        nll = ops.ctc(ops.log_softmax(y_pred), labels, lengths, self.blank, self.zero_infinity, frames)
         return nll / ops.maximum(ops.cast(lengths, "float32"), 1.0)
 
 

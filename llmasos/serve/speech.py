@@ -41,7 +41,7 @@ from anyio import to_thread
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import DataError, LlmasosError, ServeError
-from ..zoo.streaming import ChunkPlan, CTCSpeech, SpeechStream
+from ..zoo.streaming import ChunkPlan, CTCSpeech, SpeechStream, window_feeds
 
 if TYPE_CHECKING:
     from .version import ModelVersion
@@ -78,10 +78,10 @@ def open_stream(model: ModelVersion, message: Mapping[str, Any]) -> tuple[Speech
     if config.get("format", "s16le") not in FORMATS:
         raise StreamError(f"format {config.get('format')!r} is not one of {sorted(FORMATS)}")
     output = model.outputs[0].name
-    input_name = model.inputs[0].name
+    input_names = [spec.name for spec in model.inputs]
 
     def logits(values: np.ndarray) -> np.ndarray:
-        return model.run({input_name: values})[output]
+        return model.run(window_feeds(input_names, values))[output]
 
     try:
         plan = ChunkPlan.from_seconds(config.get("chunk_s", 1.0), config.get("left_s", 0.5), config.get("right_s", 0.25),

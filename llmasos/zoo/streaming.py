@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -315,14 +315,24 @@ def transcribe_chunked(logits: Logits, speech: CTCSpeech, waveform: Any, plan: C
     return speech.vocabulary.decode(np.concatenate(ids)) if ids else ""
 
 
+def window_feeds(names: Sequence[str], values: np.ndarray) -> dict[str, np.ndarray]:
+    """A window ``(1, samples)`` as the feeds of a model whose inputs are ``names``: the samples
+    under the first name, and an all-ones ``attention_mask`` for a model that takes one (a
+    window is never padded: every sample counts)."""
+    feeds = {names[0]: values}
+    if "attention_mask" in names[1:]:
+        feeds["attention_mask"] = np.ones(np.shape(values), np.int64)
+    return feeds
+
+
 def session_logits(session: Any) -> Logits:
     """A window's logits from an ONNX Runtime session (or a path to an ONNX file)."""
     if isinstance(session, (str, os.PathLike)):
         from ..export import load
 
         session = load(session)
-    name = session.get_inputs()[0].name
-    return lambda values: session.run(None, {name: values})[0]
+    names = [i.name for i in session.get_inputs()]
+    return lambda values: session.run(None, window_feeds(names, values))[0]
 
 
 def open_stream(asr: Any, chunk_s: float = 1.0, left_s: float = 0.5, right_s: float = 0.25, *,

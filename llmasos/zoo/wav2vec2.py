@@ -38,7 +38,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import layers
 from ..errors import DataError, WeightsError, ZooError
+from ..losses import CTC_PADDING_LOGIT
 from ..losses import get as get_loss
 from ..spec import ModelSpec
 from ..texts import Tokens
@@ -100,6 +102,70 @@ class Wav2Vec2Config(HFConfig):
         return size
 
 
+@layers.register("FrameMask")
+class FrameMask(layers.Layer):
+    """Which frames of a stack of strided 1-D convolutions hold signal, from the mask of its input
+    samples ``(samples,)`` (1 = sample, 0 = padding, ones then zeros as feature extractors give it)
+    to ``(frames,)`` float 1/0: a frame counts when the last sample of its window does, so a clip
+    of ``L`` samples keeps ``(L - kernel) // stride + 1`` frames per convolution, transformers'
+    ``_get_feat_extract_output_lengths``.
+
+    >>> FrameMask([10, 3], [5, 2]).output_shape((400,))
+    (39,)
+    """
+
+    def __init__(self, kernels: Sequence[int], strides: Sequence[int]) -> None:
+        self.kernels, self.strides = [int(k) for k in kernels], [int(s) for s in strides]
+
+    def output_shape(self, input_shape: Any) -> tuple:
+        (length,) = input_shape
+        for kernel, stride in zip(self.kernels, self.strides):
+            length = None if length is None else (length - kernel) // stride + 1
+        return (length,)
+
+    def call(self, ops: Any, mask: Any) -> Any:
+        # a window's last sample is at kernel - 1 + stride * frame: a strided slice, in every framework and ONNX
+        for kernel, stride in zip(self.kernels, self.strides):
+            mask = mask[:, kernel - 1::stride]
+        return ops.where(mask > 0, 1.0, 0.0)
+
+
+@layers.register("MaskFrames")
+class MaskFrames(layers.Layer):
+    """A sequence ``(L, D)`` with the frames its mask ``(L,)`` marks 0 set to zero (transformers'
+    Wav2Vec2 encoder zeroes padding before its position convolution, which would spread it)."""
+
+    num_inputs = 2
+
+    def output_shape(self, input_shape: Any) -> tuple:
+        return tuple(input_shape[0])
+
+    def call(self, ops: Any, x: Any, mask: Any) -> Any:
+        return x * mask[:, :, None]
+
+
+@layers.register("CTCPadding")
+class CTCPadding(layers.Layer):
+    """CTC logits ``(L, V)`` where the mask ``(L,)`` marks padding replaced by a certain blank: 0
+    for the ``blank`` class, :data:`~llmasos.losses.CTC_PADDING_LOGIT` for the others. Greedy
+    decoding then reads padding as nothing, and the CTC loss leaves those frames out, as
+    transformers does with the lengths its ``attention_mask`` gives."""
+
+    num_inputs = 2
+
+    def __init__(self, blank: int) -> None:
+        self.blank = int(blank)
+
+    def output_shape(self, input_shape: Any) -> tuple:
+        return tuple(input_shape[0])
+
+    def call(self, ops: Any, logits: Any, mask: Any) -> Any:
+        real = mask[:, :, None] > 0
+        others = ops.where(real, logits, CTC_PADDING_LOGIT)
+        blank = ops.where(real, logits[:, :, self.blank:self.blank + 1], 0.0)
+        return ops.concat([others[:, :, :self.blank], blank, others[:, :, self.blank + 1:]], axis=-1)
+
+
 def _feature_encoder(spec: ModelSpec, config: Wav2Vec2Config) -> str:
     """Strided convolutions over the raw signal: GroupNorm after the first ("group") or
     LayerNorm over the channels after each ("layer"), GELU after every one."""
@@ -136,7 +202,7 @@ def _position_embedding(spec: ModelSpec, source: str, config: Wav2Vec2Config) ->
     return spec.add("Add", name=f"{prefix}.sum", inputs=[source, node]).last
 
 
-def _encoder_layer(spec: ModelSpec, index: int, source: str, config: Wav2Vec2Config) -> str:
+def _encoder_layer(spec: ModelSpec, index: int, source: str, config: Wav2Vec2Config, mask: str | None) -> str:
     """Self-attention and feed-forward, each with a residual; LayerNorm after each (or before,
     with ``do_stable_layer_norm``)."""
     prefix = f"encoder.layers.{index}"
@@ -146,7 +212,8 @@ def _encoder_layer(spec: ModelSpec, index: int, source: str, config: Wav2Vec2Con
     for role in ("q", "k", "v"):
         spec.add("Dense", config.hidden_size, name=f"{prefix}.attention.{role}_proj", inputs=attended)
     spec.add("Attention", config.num_attention_heads, dropout=config.attention_dropout,
-             name=f"{prefix}.attention.heads", inputs=[f"{prefix}.attention.{r}_proj" for r in ("q", "k", "v")])
+             name=f"{prefix}.attention.heads",
+             inputs=[f"{prefix}.attention.{r}_proj" for r in ("q", "k", "v")] + ([mask] if mask else []))
     spec.add("Dense", config.hidden_size, name=f"{prefix}.attention.out_proj")
     spec.add("Dropout", config.hidden_dropout, name=f"{prefix}.dropout")
     residual = spec.add("Add", name=f"{prefix}.attention.residual", inputs=[f"{prefix}.dropout", source]).last
@@ -170,26 +237,50 @@ def wav2vec2(config: Wav2Vec2Config = Wav2Vec2Config(), task: str = RECOGNITION,
              logits: bool = True) -> ModelSpec:
     """Wav2Vec2ForCTC's spec: ``input_values`` (samples,) to ``logits`` (frames, vocab_size).
 
+    A model with LayerNorm in its feature encoder (``feat_extract_norm="layer"``: the large and
+    "lv60" models, whose feature extractors return an attention mask) also takes
+    ``attention_mask`` (samples,) int64, 1 for a sample and 0 for padding, as transformers'
+    ``Wav2Vec2ForCTC(input_values, attention_mask=)``: padded frames are zeroed before the position
+    convolution and no frame attends to them, so each clip's logits are those it has alone, and
+    padded frames' logits are a certain blank (:class:`CTCPadding`), which the CTC loss skips.
+    GroupNorm models ("group", wav2vec2-base) normalise over time, padding included, and take no
+    mask, as in transformers.
+
     ``task``, ``num_labels`` and ``logits`` are the zoo's common builder arguments; the CTC
     head always gives logits, as transformers' does.
     """
     spec = ModelSpec().add_input("input_values", (None,), axes=["sequence_length"])
+    mask = None
+    if takes_mask(config):
+        spec.add_input("attention_mask", (None,), "int64", axes=["sequence_length"])
+        mask = spec.add("FrameMask", kernels=list(config.conv_kernel), strides=list(config.conv_stride),
+                        name="feature_extractor.frame_mask", inputs="attention_mask").last
     node = _feature_encoder(spec, config)
     spec.add("LayerNorm", eps=config.layer_norm_eps, name="feature_projection.layer_norm", inputs=node)
     spec.add("Dense", config.hidden_size, name="feature_projection.projection")
     node = spec.add("Dropout", config.feat_proj_dropout, name="feature_projection.dropout").last
+    if mask:
+        node = spec.add("MaskFrames", name="encoder.padding", inputs=[node, mask]).last
     node = _position_embedding(spec, node, config)
     if not config.do_stable_layer_norm:
         node = spec.add("LayerNorm", eps=config.layer_norm_eps, name="encoder.layer_norm", inputs=node).last
     node = spec.add("Dropout", config.hidden_dropout, name="encoder.dropout", inputs=node).last
     for index in range(config.num_hidden_layers):
-        node = _encoder_layer(spec, index, node, config)
+        node = _encoder_layer(spec, index, node, config, mask)
     if config.do_stable_layer_norm:
         node = spec.add("LayerNorm", eps=config.layer_norm_eps, name="encoder.layer_norm", inputs=node).last
     spec.add("Dropout", config.final_dropout, name="dropout", inputs=node)
     spec.add("Dense", config.vocab_size, name="lm_head")
-    spec.add("Activation", "linear", name="logits")  # names the graph's output as transformers does
+    if mask:
+        spec.add("CTCPadding", blank=config.pad_token_id, name="logits", inputs=["lm_head", mask])
+    else:
+        spec.add("Activation", "linear", name="logits")  # names the graph's output as transformers does
     return spec.set_outputs("logits")
+
+
+def takes_mask(config: Wav2Vec2Config) -> bool:
+    """Whether the spec of ``config`` takes ``attention_mask``: LayerNorm feature encoders do."""
+    return config.feat_extract_norm == "layer"
 
 
 def hf_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
@@ -252,16 +343,44 @@ class Wav2Vec2(TextModel):
         return Tokens({"input_ids": [self.tokenizer.encode(text) for text in texts]}, {"input_ids": "int64"},
                       self.config.pad_token_id)
 
+    @property
+    def takes_mask(self) -> bool:
+        """Whether this model takes ``attention_mask`` (LayerNorm feature encoders: see :func:`wav2vec2`)."""
+        return any(spec.name == "attention_mask" for spec in self.spec.inputs)
+
+    @property
+    def masks_padding(self) -> bool:
+        """Whether batches carry the padding in ``attention_mask``: for a model that takes one,
+        unless its ``preprocessor_config.json`` says ``return_attention_mask: false`` (then, as
+        transformers' feature extractor, every sample counts and the statistics include padding)."""
+        return self.takes_mask and bool(self._preprocessor.get("return_attention_mask", True))
+
     def speech_inputs(self, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Waveforms (16 kHz arrays) as one batch of inputs, zero-padded to the longest and
-        normalised as :meth:`input_values` does. A model whose ``preprocessor_config.json`` asks
-        for an attention mask would see the padding (this spec takes no mask), so it takes
-        waveforms of one length per batch (``batch_size=1``, or clips cut alike)."""
-        if len({len(a) for a in arrays}) > 1 and self._preprocessor.get("return_attention_mask", False):
+        normalised as :meth:`input_values` does, with ``attention_mask`` for a model that takes
+        one (so each clip gives the logits it gives alone). A GroupNorm model whose
+        ``preprocessor_config.json`` asks for a mask would see the padding (it takes none), so it
+        takes waveforms of one length per batch (``batch_size=1``, or clips cut alike)."""
+        lengths = sorted({len(a) for a in arrays})
+        if len(lengths) > 1 and not self.takes_mask and self._preprocessor.get("return_attention_mask", False):
             raise DataError(f"{self.name} expects an attention mask (its preprocessor_config.json says "
-                            f"return_attention_mask), which llmasos' Wav2Vec2 does not take: batch waveforms of one "
-                            f"length (batch_size=1), not {sorted({len(a) for a in arrays})} samples")
-        return {"input_values": self.input_values(list(arrays), None)}
+                            f"return_attention_mask), which a Wav2Vec2 with feat_extract_norm='group' does not "
+                            f"take: batch waveforms of one length (batch_size=1), not {lengths} samples")
+        values = self.input_values(list(arrays), None)
+        if not self.takes_mask:
+            return {"input_values": values}
+        mask = np.ones(values.shape, np.int64)
+        if self.masks_padding:
+            for row, array in zip(mask, arrays):
+                row[len(array):] = 0
+        return {"input_values": values, "attention_mask": mask}
+
+    def predict(self, x: Any, batch_size: int = 1024) -> np.ndarray | list[np.ndarray]:
+        """:meth:`Model.predict`; a model that takes ``attention_mask`` also takes ``input_values``
+        alone (an array), every sample counting, as transformers' model called without a mask."""
+        if self.takes_mask and isinstance(x, np.ndarray):
+            x = {"input_values": x, "attention_mask": np.ones(np.shape(x), np.int64)}
+        return super().predict(x, batch_size)
 
     @classmethod
     def read_tokenizer(cls, source: Any, folder: Path | None) -> audio.CTCVocabulary | None:
@@ -294,32 +413,37 @@ class Wav2Vec2(TextModel):
                             f"({1000 * needed / audio.SAMPLING_RATE:.0f} ms) one frame of this model needs")
         settings = self._preprocessor
         return audio.batch(arrays, bool(settings.get("do_normalize", True)),
-                           padded_statistics=not settings.get("return_attention_mask", False))
+                           padded_statistics=not settings.get("return_attention_mask", self.takes_mask))
 
     def transcribe(self, speech: Any, sampling_rate: int | None = audio.SAMPLING_RATE, *,
                    session: Any = None) -> str | list[str]:
         """Text for one waveform (a 1-D array or a ``.wav`` path) or a list of them, by greedy
         CTC decoding; ``session`` (an ONNX file path or ONNX Runtime session) runs an export of
-        this model instead. Waveforms of different lengths run as one zero-padded batch, as
-        transformers runs models that take no attention mask, or one by one for models whose
-        ``preprocessor_config.json`` asks for a mask."""
+        this model instead. Waveforms of different lengths run as one zero-padded batch, with
+        its ``attention_mask`` for a model that takes one, as transformers runs them; one by one
+        for a GroupNorm model whose ``preprocessor_config.json`` asks for a mask it cannot take."""
         if self.tokenizer is None:
             raise DataError(f"{self.name} has no CTC vocabulary: load it from a folder holding "
                             f"{audio.VOCABULARY_FILE}, or pass tokenizer= (a path to one) to zoo.load")
         arrays = audio.waveforms(speech, sampling_rate)
-        if len({len(a) for a in arrays}) > 1 and self._preprocessor.get("return_attention_mask", False):
-            # a model that expects an attention mask would see the padding (this spec takes none):
+        if len({len(a) for a in arrays}) > 1 and not self.takes_mask and \
+                self._preprocessor.get("return_attention_mask", False):
+            # a GroupNorm model whose extractor gives a mask would see the padding (it takes none):
             # transcribe each waveform on its own instead
             return [self.transcribe(array, session=session) for array in arrays]
-        values = self.input_values(arrays, None)
+        feeds = self.speech_inputs(arrays)
         if session is None:
-            logits = self.predict(values)
+            logits = self.predict(feeds)
         else:
             if isinstance(session, (str, os.PathLike)):
                 from ..export import load
 
                 session = load(session)
-            logits = session.run(None, {session.get_inputs()[0].name: values})[0]
+            names = [i.name for i in session.get_inputs()]
+            if sorted(names) != sorted(feeds):
+                raise DataError(f"the session takes inputs {names}, this {self.name} gives {sorted(feeds)}: "
+                                f"an export of another model?")
+            logits = session.run(None, feeds)[0]
         texts = [self.tokenizer.decode(row) for row in logits.argmax(axis=-1)]
         return texts if audio.several(speech) else texts[0]
 

@@ -22,16 +22,16 @@ class TFLossOps(TFOps, LossOps):
     def sparse_cross_entropy(self, logits, labels):
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
 
-    def ctc(self, log_probs, labels, label_lengths, blank, zero_infinity):
+    def ctc(self, log_probs, labels, label_lengths, blank, zero_infinity, frame_lengths=None):
         shape = tf.shape(log_probs)
         labels, label_lengths = tf.cast(labels, tf.int32), tf.cast(label_lengths, tf.int32)
-        nll = tf.nn.ctc_loss(labels, log_probs, label_lengths, tf.fill([shape[0]], shape[1]),
-                             logits_time_major=False, blank_index=blank)
+        frames = tf.fill([shape[0]], shape[1]) if frame_lengths is None else tf.cast(frame_lengths, tf.int32)
+        nll = tf.nn.ctc_loss(labels, log_probs, label_lengths, frames, logits_time_major=False, blank_index=blank)
         # TensorFlow returns a finite number where no alignment exists (fewer frames than labels plus
         # the blanks between repeats); torch says inf, or 0 with zero_infinity
         counted = tf.sequence_mask(label_lengths, tf.shape(labels)[1])
         repeats = tf.reduce_sum(tf.cast((labels[:, 1:] == labels[:, :-1]) & counted[:, 1:], tf.int32), axis=1)
-        impossible = label_lengths + repeats > shape[1]
+        impossible = label_lengths + repeats > frames
         return tf.where(impossible, tf.zeros_like(nll) if zero_infinity else tf.fill(tf.shape(nll), float("inf")), nll)
 
 

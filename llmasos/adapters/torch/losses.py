@@ -26,8 +26,9 @@ class TorchLossOps(TorchOps, LossOps):
         flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
         return flat.reshape(labels.shape)
 
-    def ctc(self, log_probs, labels, label_lengths, blank, zero_infinity):
-        frames = torch.full((log_probs.shape[0],), log_probs.shape[1], dtype=torch.int64, device=log_probs.device)
+    def ctc(self, log_probs, labels, label_lengths, blank, zero_infinity, frame_lengths=None):
+        frames = torch.full((log_probs.shape[0],), log_probs.shape[1], dtype=torch.int64, device=log_probs.device) \
+            if frame_lengths is None else frame_lengths
         return F.ctc_loss(log_probs.transpose(0, 1), labels, frames, label_lengths, blank=blank, reduction="none",
                           zero_infinity=zero_infinity)
 
