@@ -28,7 +28,7 @@ def dirty_cells(notebook: dict) -> list[str]:
 
 def test_the_issue_notebooks_are_there():
     names = {path.stem[:2] for path in NOTEBOOKS}
-    assert {f"{n:02d}" for n in range(1, 8)} <= names, [path.name for path in NOTEBOOKS]
+    assert {f"{n:02d}" for n in range(1, 13)} <= names, [path.name for path in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
