@@ -143,7 +143,17 @@ def hf_state_dict(state: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np
     return out
 
 
-class ViT(TextModel):
+class ImageModel(TextModel):
+    """A Hugging Face family that takes images (pixels), not text: it has no tokenizer."""
+
+    @classmethod
+    def read_tokenizer(cls, source: Any, folder: Path | None) -> None:
+        if source is not None:
+            raise ZooError(f"{cls.__name__} takes images: it has no tokenizer")
+        return None
+
+
+class ViT(ImageModel):
     """A zoo ViT: a :class:`~llmasos.model.Model` with its Hugging Face config and labels."""
 
     config_class = ViTConfig
@@ -155,12 +165,6 @@ class ViT(TextModel):
     @classmethod
     def heads(cls, task: str) -> tuple[str, ...]:
         return ("classifier",)
-
-    @classmethod
-    def read_tokenizer(cls, source: Any, folder: Path | None) -> None:
-        if source is not None:
-            raise ZooError("ViT takes images: it has no tokenizer")
-        return None
 
 
 register(name="vit", task=CLASSIFICATION, input_size=(3, 224, 224), classifier="classifier",

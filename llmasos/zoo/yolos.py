@@ -32,7 +32,6 @@ the boxes back to the image's pixels. Pixels of another size are refused::
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,8 +41,8 @@ from ..errors import WeightsError, ZooError
 from ..spec import ModelSpec
 from .detection import check_threshold, post_process, prepare_detection_images
 from .registry import IMAGENET_MEAN, IMAGENET_STD, register
-from .text import HFConfig, TextModel
-from .vit import _encoder_layer
+from .text import HFConfig
+from .vit import ImageModel, _encoder_layer
 
 DETECTION = "object-detection"
 
@@ -244,7 +243,7 @@ def interpolate_positions(table: np.ndarray, grid: tuple[int, int], new_grid: tu
     return np.concatenate([table[:1], resized.astype(table.dtype), table[1 + rows * columns:]])
 
 
-class YOLOS(TextModel):
+class YOLOS(ImageModel):
     """A zoo YOLOS: a :class:`~llmasos.model.Model` (``predict`` gives ``[logits, pred_boxes]``)
     with its Hugging Face config, label names, and :meth:`detect`."""
 
@@ -257,12 +256,6 @@ class YOLOS(TextModel):
     @classmethod
     def heads(cls, task: str) -> tuple[str, ...]:
         return ("logits",)
-
-    @classmethod
-    def read_tokenizer(cls, source: Any, folder: Path | None) -> None:
-        if source is not None:
-            raise ZooError("YOLOS takes images: it has no tokenizer")
-        return None
 
     @classmethod
     def adapt_checkpoint(cls, state: dict[str, np.ndarray], config: YolosConfig,
