@@ -64,7 +64,8 @@ MIN_SIZE = 75               # the smallest square input every stride-2 stage of 
 # caches it; pretrained= takes the file's path, or its name when it lies in torchvision's cache
 VGGFACE2 = WeightSource("20180402-114759-vggface2.pt",
                         "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
-                        "20180402-114759-vggface2.pt")
+                        "20180402-114759-vggface2.pt",
+                        fetched_by="facenet_pytorch.InceptionResnetV1(pretrained='vggface2') (into $TORCH_HOME/checkpoints)")
 
 
 def standardize(pixels: Any) -> np.ndarray:

@@ -50,6 +50,7 @@ class WeightSource:
     file: str                   # the file name in torchvision's cache, $TORCH_HOME/hub/checkpoints
     url: str                    # where that file is published
     hf_repo: str | None = None  # a Hugging Face repo with the same tensors and names (timm's), if any
+    fetched_by: str | None = None  # the publisher's call that downloads it (None: torchvision's weights='DEFAULT')
 
 
 def torchvision_weights(file: str, hf_repo: str | None = None) -> WeightSource:

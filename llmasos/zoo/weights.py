@@ -122,8 +122,9 @@ def _not_found(info: ModelInfo, pretrained: Any, looked: list[Path]) -> str:
     file = info.weights.file if info.weights else Path(os.fspath(pretrained)).name
     lines.append("To use them, either:")
     if info.weights:
-        lines.append(f"  - download {info.weights.url} (on a machine with internet, torchvision.models."
-                     f"{info.name}(weights='DEFAULT') caches it) and copy it to {torch_checkpoints() / file}")
+        fetch = info.weights.fetched_by or f"torchvision.models.{info.name}(weights='DEFAULT')"
+        lines.append(f"  - download {info.weights.url} (on a machine with internet, {fetch} caches it) "
+                     f"and copy it to {torch_checkpoints() / file}")
         if info.weights.hf_repo:
             lines.append(f"  - or fetch the Hugging Face repo into the hub cache: huggingface-cli download "
                          f"{info.weights.hf_repo} (with HF_HOME={hf_hub_cache().parent} when copying a cache over)")

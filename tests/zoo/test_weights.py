@@ -60,6 +60,18 @@ def test_missing_weights_list_every_place_and_how_to_fill_it(caches):
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
     assert "huggingface-cli download timm/resnet18.tv_in1k" in message
     assert isinstance(caught.value, FileNotFoundError)
+    assert "torchvision.models.resnet18(weights='DEFAULT') caches it" in message
+
+
+def test_missing_weights_name_the_publishers_own_download(caches):
+    """facenet's weights are facenet-pytorch's, not torchvision's: the message says how they are fetched."""
+    checkpoints, _ = caches
+    with pytest.raises(WeightsNotFoundError) as caught:
+        zoo.load("facenet", pretrained=True)
+    message = str(caught.value)
+    assert "facenet_pytorch.InceptionResnetV1(pretrained='vggface2')" in message
+    assert "torchvision.models" not in message
+    assert str(checkpoints / "20180402-114759-vggface2.pt") in message
 
 
 def test_missing_file_name_or_path_says_where_it_looked(caches, tmp_path):
