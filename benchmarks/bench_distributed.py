@@ -2,6 +2,7 @@
 
     python benchmarks/bench_distributed.py                 # MLP and CNN, 2 repeats, 3 epochs each
     python benchmarks/bench_distributed.py --repeats 3 --only mlp
+    python benchmarks/bench_distributed.py --only mlp,cnn --ratio-only --repeats 3   # the DDP ratio alone
 
 * samples/s of the seed MLP (784-128-10, 20,000 rows) and a small CNN (1x28x28, conv 8 3x3, pool,
   dense 10, 10,000 rows; no BatchNorm) trained with Adam at global batch 64 through llmasos at
@@ -97,9 +98,11 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
 
 
-def bench(kind: str, repeats: int, epochs: int) -> None:
+def bench(kind: str, repeats: int, epochs: int, ratio_only: bool = False) -> None:
     x, y = data(ROWS[kind])
     configs = {"nproc 1": (1, None), "nproc 2": (2, None), "nproc 1, 1 thread": (1, 1), "nproc 2, 1 thread each": (2, 1)}
+    if ratio_only:   # the DDP comparison alone (nproc 2, cores / 2 threads each), not the scaling
+        configs = {"nproc 2": configs["nproc 2"]}
     rates: dict[str, list[float]] = {name: [] for name in configs}
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as folder:
@@ -116,7 +119,7 @@ def bench(kind: str, repeats: int, epochs: int) -> None:
     print(f"\n{kind.upper()}, {len(x):,} rows, global batch {BATCH}, Adam; samples/s, median (range) of {repeats}")
     for name, values in rates.items():
         print(f"  {name:24s} {spread(values)}")
-    for suffix in ("", ", 1 thread each"):
+    for suffix in () if ratio_only else ("", ", 1 thread each"):
         one = statistics.median(rates["nproc 1" + (", 1 thread" if suffix else "")])
         two = statistics.median(rates["nproc 2" + suffix])
         print(f"  scaling efficiency{suffix or ' (default threads)'}: {two / (2 * one):.2f}")
@@ -141,12 +144,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is left out")
     parser.add_argument("--only", default="mlp,cnn,precision", help="comma-separated: mlp, cnn, precision")
+    parser.add_argument("--ratio-only", action="store_true",
+                        help="only llmasos DDP vs the hand-written torch DDP at nproc 2 (no scaling configurations)")
     args = parser.parse_args()
     print(f"CPU: {describe()}")
     chosen = args.only.split(",")
     for kind in ("mlp", "cnn"):
         if kind in chosen:
-            bench(kind, args.repeats, args.epochs)
+            bench(kind, args.repeats, args.epochs, args.ratio_only)
     if "precision" in chosen:
         bench_precision(args.repeats, args.epochs)
 
