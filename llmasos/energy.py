@@ -1,5 +1,16 @@
 """Energy of a run: joules from the hardware's own counters where they can be read, else an
-estimate that says it is one. Every figure carries its ``source``; none is shown without it.
+estimate that says it is one. Every figure carries its ``source``; none is shown without it, and
+its ``reader``: ``"zeus"`` or ``"llmasos"``.
+
+Where Zeus (``pip install "llmasos[energy]"``, the ML.ENERGY project's library) is installed and
+finds a counter, it reads this machine's counters (``reader="zeus"``): its ``ZeusMonitor`` reads
+RAPL (also without root, through its ``zeusd`` daemon where one runs), NVIDIA GPUs through NVML
+(older than Volta too, by integrating their power) and AMD GPUs through AMD SMI (``source``
+``"amdsmi"``). Where Zeus is absent, finds nothing, fails, or a caller names its own powercap
+folder or NVML binding, llmasos' own readers below are used (``reader="llmasos"``), then the
+estimate. ``LLMASOS_ENERGY_ZEUS=0`` (or ``zeus=False``) keeps Zeus out: Zeus watches RAPL's
+wrap-arounds from a *spawned* process, which imports the main module again, so a script that
+trains at its top level (not under ``if __name__ == "__main__":``) should not use it with RAPL.
 
 * ``rapl``: the CPU packages' (and DRAM's) RAPL counters, read from Linux's powercap files
   (``/sys/class/powercap/*-rapl:N/energy_uj``; Intel, and AMD since Zen). The counters wrap around
@@ -27,6 +38,7 @@ estimate that says it is one. Every figure carries its ``source``; none is shown
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -36,7 +48,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-POWERCAP = "/sys/class/powercap"
+SYSTEM_POWERCAP = "/sys/class/powercap"
+POWERCAP = SYSTEM_POWERCAP
+"""Where :func:`measure` looks for RAPL zones by default (a test or a container may point it
+elsewhere; Zeus only reads the system's own, so it is only asked when this is :data:`SYSTEM_POWERCAP`)."""
 WATTS_PER_CORE = 10.0
 """The estimate's assumed power of one busy core, in watts (a server core under load: roughly a
 CPU's TDP over its cores). Only used where no counter can be read, and always said so."""
@@ -54,18 +69,22 @@ class EnergyWarning(UserWarning):
 @dataclass(frozen=True)
 class Energy:
     """What a measured run drew: ``joules`` over ``seconds`` of wall time, read from ``source``
-    (``"rapl"``, ``"nvml"``, ``"rapl+nvml"`` or ``"estimate"``); ``detail`` names the counters
-    read, or the estimate's assumption.
+    (``"rapl"``, ``"nvml"``, ``"amdsmi"``, joined by ``+``, or ``"estimate"``); ``detail`` names
+    the counters read, or the estimate's assumption; ``reader`` what read them: ``"zeus"`` (the
+    Zeus library) or ``"llmasos"`` (this module's own readers, and the estimate).
 
     >>> e = Energy(joules=12.0, seconds=4.0, source="rapl", detail="package-0")
     >>> e.per(1000), e.watts, str(e)
     (0.012, 3.0, '12 J in 4 s, 3 W (rapl: package-0)')
+    >>> str(Energy(30.0, 2.0, "nvml", "cuda:0", reader="zeus"))
+    '30 J in 2 s, 15 W (nvml: cuda:0, read by zeus)'
     """
 
     joules: float
     seconds: float
     source: str
     detail: str
+    reader: str = "llmasos"
 
     @property
     def watts(self) -> float:
@@ -82,7 +101,8 @@ class Energy:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.joules:.4g} J in {self.seconds:.4g} s, {self.watts:.4g} W ({self.source}: {self.detail})"
+        by = ", read by zeus" if self.reader == "zeus" else ""
+        return f"{self.joules:.4g} J in {self.seconds:.4g} s, {self.watts:.4g} W ({self.source}: {self.detail}{by})"
 
 
 class Counter(Protocol):
@@ -192,6 +212,75 @@ def counters(powercap: str | os.PathLike = POWERCAP, nvml: Any = True) -> list[C
     return [*rapl_zones(powercap), *gpus]
 
 
+_WINDOWS = itertools.count()
+
+
+class ZeusReader:
+    """This machine's counters read through Zeus: one measurement window of ``monitor`` (a
+    ``zeus.monitor.ZeusMonitor``) per run, from :meth:`begin` to :meth:`end`.
+
+    Zeus would synchronise CUDA at each end of a window; that is turned off here, as it would
+    import torch into a TensorFlow run and make a CUDA context on every GPU the monitor watches,
+    while llmasos' training loop and ONNX Runtime have already waited for their work where a meter
+    starts and stops (losses and outputs are read back to the host)."""
+
+    def __init__(self, monitor: Any) -> None:
+        self.monitor = monitor
+        # Zeus reads NVIDIA GPUs through NVML and AMD ones through AMD SMI (zeus.device.gpu.amd)
+        self.gpu_source = "amdsmi" if type(monitor.gpus).__module__.endswith(".amd") else "nvml"
+        self._key: str | None = None
+
+    @property
+    def found(self) -> bool:
+        """Whether Zeus watches any CPU package or GPU here."""
+        return bool(self.monitor.cpu_indices or self.monitor.gpu_indices)
+
+    def begin(self) -> None:
+        self._key = f"llmasos-{os.getpid()}-{next(_WINDOWS)}"   # windows are keyed; one per run
+        self.monitor.begin_window(self._key, sync_execution=False)
+
+    def end(self, seconds: float) -> Energy:
+        """The run's :class:`Energy`: packages' and DRAM's RAPL joules plus the GPUs'."""
+        window = self.monitor.end_window(self._key, sync_execution=False)
+        cpus, drams, gpus = window.cpu_energy or {}, window.dram_energy or {}, window.gpu_energy or {}
+        gpu_name = "cuda:{}" if self.gpu_source == "nvml" else "gpu:{}"
+        names = ([f"package-{i}" for i in sorted(cpus)] + [f"dram-{i}" for i in sorted(drams)]
+                 + [gpu_name.format(i) for i in sorted(gpus)])
+        sources = (["rapl"] if cpus or drams else []) + ([self.gpu_source] if gpus else [])
+        joules = sum(cpus.values()) + sum(drams.values()) + sum(gpus.values())
+        return Energy(float(joules), seconds, "+".join(sources), ", ".join(names), reader="zeus")
+
+
+def _zeus_allowed() -> bool:
+    value = os.environ.get("LLMASOS_ENERGY_ZEUS", "1").strip().lower()
+    if value not in ("0", "1", "false", "true"):
+        raise ValueError(f"LLMASOS_ENERGY_ZEUS must be 1/true (read counters through Zeus where it is "
+                         f"installed) or 0/false (llmasos' own readers only), got {value!r}")
+    return value in ("1", "true")
+
+
+def zeus_reader(zeus: Any = True) -> tuple[ZeusReader | None, str]:
+    """A :class:`ZeusReader` over what Zeus finds here, and a note on why there is none: ``(None,
+    "")`` where Zeus is not installed, ``(None, "zeus 0.16.0 found no counter")`` where it finds no
+    readable RAPL package or GPU, ``(None, "zeus failed: ...")`` (with an :class:`EnergyWarning`)
+    where it fails to start. ``zeus``: True for a ``ZeusMonitor()`` over every CPU package and GPU,
+    or a function making the monitor to use (``lambda: ZeusMonitor(gpu_indices=[0], cpu_indices=[])``)."""
+    try:
+        import zeus as zeus_package
+        from zeus.monitor import ZeusMonitor
+    except ImportError:
+        return None, ""
+    try:
+        reader = ZeusReader(ZeusMonitor() if zeus is True else zeus())
+    except Exception as err:  # anything Zeus raises must not stop a run: warned, and llmasos' readers instead
+        warnings.warn(f"zeus could not start ({type(err).__name__}: {err}); llmasos reads the counters itself",
+                      EnergyWarning, stacklevel=3)
+        return None, f"zeus failed: {err}"
+    if not reader.found:
+        return None, f"zeus {getattr(zeus_package, '__version__', '')} found no counter".replace("  ", " ")
+    return reader, ""
+
+
 def _cpu_seconds() -> float:
     """This process's CPU time (every thread's, at the clock's full resolution), and its finished
     children's (data-parallel workers)."""
@@ -204,18 +293,40 @@ class Meter:
     are read every :data:`POLL_SECONDS` while it runs (wrap-arounds need it).
 
     ``powercap`` and ``nvml`` say where to look (see :func:`counters`); ``warn`` whether an
-    estimate warns."""
+    estimate warns. ``zeus``: True reads this machine's counters through Zeus where it is installed
+    and finds one (and ``LLMASOS_ENERGY_ZEUS`` is not 0), unless ``powercap`` or ``nvml`` name
+    places of their own; False never uses Zeus; a function making a ``ZeusMonitor`` uses that one.
+    A Zeus failure warns and falls back: to llmasos' readers at the start, to the estimate at the end."""
 
     def __init__(self, powercap: str | os.PathLike = POWERCAP, nvml: Any = True, warn: bool = True,
-                 poll_seconds: float = POLL_SECONDS) -> None:
-        self.counters = counters(powercap, nvml)
+                 poll_seconds: float = POLL_SECONDS, zeus: Any = True) -> None:
+        self._where = (powercap, nvml)
+        self.zeus: ZeusReader | None = None
+        self.zeus_note = ""
+        if callable(zeus) or (zeus is True and _zeus_allowed() and nvml is True
+                              and os.fspath(powercap) == SYSTEM_POWERCAP):
+            self.zeus, self.zeus_note = zeus_reader(zeus)
+        elif zeus is not True and zeus is not False:
+            raise ValueError(f"zeus must be True, False or a function making a ZeusMonitor, got {zeus!r}")
+        self.counters = [] if self.zeus is not None else counters(powercap, nvml)
         self.warn, self.poll_seconds = warn, poll_seconds
         self.result: Energy | None = None
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
+    def _zeus_failed(self, err: Exception, what: str, instead: str) -> None:
+        warnings.warn(f"zeus could not {what} ({type(err).__name__}: {err}); {instead}", EnergyWarning, stacklevel=3)
+        self.zeus, self.zeus_note = None, f"zeus failed: {err}"
+
     def start(self) -> "Meter":
         self._started, self._cpu = time.perf_counter(), _cpu_seconds()
+        if self.zeus is not None:
+            try:
+                self.zeus.begin()
+                return self
+            except Exception as err:  # a Zeus failure must not stop the run
+                self._zeus_failed(err, "start measuring", "llmasos reads the counters itself")
+                self.counters = counters(*self._where)
         self._joules = [counter.read() for counter in self.counters]
         if self.counters:
             self._stop.clear()
@@ -233,6 +344,12 @@ class Meter:
 
     def stop(self) -> Energy:
         seconds = time.perf_counter() - self._started
+        if self.zeus is not None:
+            try:
+                self.result = self.zeus.end(seconds)
+                return self.result
+            except Exception as err:  # the counters' start was Zeus' alone: the estimate is what is left
+                self._zeus_failed(err, "finish measuring", "the figure is an estimate")
         if self._poller is not None:
             self._stop.set()
             self._poller.join()
@@ -249,6 +366,8 @@ class Meter:
         cpu = _cpu_seconds() - self._cpu
         watts = float(os.environ.get("LLMASOS_WATTS_PER_CORE", WATTS_PER_CORE))
         detail = f"no readable RAPL or NVML counter: {watts:g} W per busy core x {cpu:.3g} CPU-seconds"
+        if self.zeus_note:   # why Zeus did not read them either
+            detail += f"; {self.zeus_note}"
         if self.warn:
             warnings.warn(f"energy is an estimate ({detail}); RAPL needs read access to "
                           f"{POWERCAP}/*/energy_uj (root since Linux 5.10), NVML the energy extra and an "
@@ -262,6 +381,8 @@ class Meter:
         self.stop()
 
 
-def measure(powercap: str | os.PathLike = POWERCAP, nvml: Any = True, warn: bool = True) -> Meter:
-    """A context manager measuring its block; its ``result`` is the :class:`Energy` afterwards."""
-    return Meter(powercap, nvml, warn)
+def measure(powercap: str | os.PathLike = POWERCAP, nvml: Any = True, warn: bool = True,
+            zeus: Any = True) -> Meter:
+    """A context manager measuring its block; its ``result`` is the :class:`Energy` afterwards
+    (arguments as :class:`Meter`'s)."""
+    return Meter(powercap, nvml, warn, zeus=zeus)

@@ -2,6 +2,7 @@
 included), NVIDIA GPUs' NVML counters (a simulated binding, driver reloads included), and the
 estimate where nothing is readable."""
 
+import importlib.util
 import os
 import time
 import warnings
@@ -221,3 +222,124 @@ def test_cli_bench_energy(tmp_path):
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()[1:3]
     assert header.split()[-2:] == ["J/prediction", "source"] and row.split()[-1] in ("rapl", "estimate")
+
+
+# Zeus (the `energy` extra's reader): real zeus throughout; where a counter is needed on a machine
+# without one, zeus' own RAPLCPU reads a simulated powercap folder (RAPLCPU takes its folder).
+
+def zeus_monitor_over(rapl_dir: Path):
+    """A real ZeusMonitor whose CPU manager is zeus' own RAPL reader (``RAPLCPU``, wrap-around
+    tracking included) over ``rapl_dir``: zeus offers no argument for the powercap folder, so its
+    CPU manager (a subclass of zeus' public ``CPUs`` base) is set on the monitor after it is made."""
+    from zeus.device.cpu.common import CPUs
+    from zeus.device.cpu.rapl import RAPLCPU
+    from zeus.monitor import ZeusMonitor
+
+    class FolderCPUs(CPUs):
+        def __init__(self) -> None:
+            self._cpus = [RAPLCPU(0, str(rapl_dir))]
+
+        def __del__(self) -> None:
+            pass
+
+        @property
+        def cpus(self):
+            return self._cpus
+
+    monitor = ZeusMonitor(gpu_indices=[], cpu_indices=[])
+    monitor.cpus, monitor.cpu_indices = FolderCPUs(), [0]
+    return monitor
+
+
+needs_zeus = pytest.mark.skipif(importlib.util.find_spec("zeus") is None,
+                                reason="zeus (pip install 'llmasos[energy]') is not installed")
+
+
+@needs_zeus
+def test_zeus_reads_this_machine_or_the_figure_falls_back_and_says_so():
+    import zeus
+    from zeus.monitor import ZeusMonitor
+
+    here = ZeusMonitor()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with energy.measure() as run:
+            sum(i * i for i in range(200_000))
+    if here.cpu_indices or here.gpu_indices:        # a machine with readable RAPL (root or zeusd) or a GPU
+        assert run.result.reader == "zeus" and set(run.result.source.split("+")) <= {"rapl", "nvml", "amdsmi"}
+    else:                                           # this project's CI machines: no RAPL readable, no GPU
+        assert run.zeus is None and run.zeus_note == f"zeus {zeus.__version__} found no counter"
+        assert run.result.reader == "llmasos"
+        if run.result.source == "estimate":
+            assert run.result.detail.endswith(f"; zeus {zeus.__version__} found no counter")
+            assert any("found no counter" in str(w.message) for w in caught if w.category is energy.EnergyWarning)
+
+
+def test_without_zeus_the_own_readers_are_used_as_before(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zeus", None)     # Python's way of "not installed": import raises
+    monkeypatch.setitem(sys.modules, "zeus.monitor", None)
+    assert energy.zeus_reader() == (None, "")
+    meter = energy.Meter(warn=False).start()
+    result = meter.stop()
+    assert meter.zeus is None and result.reader == "llmasos" and "zeus" not in result.detail
+
+
+@needs_zeus
+def test_zeus_reads_rapl_packages_and_dram(tmp_path):
+    root = powercap_tree(tmp_path / "intel-rapl", {"intel-rapl:0": ("package-0", 1_000_000, 2**32),
+                                                   "intel-rapl:0/intel-rapl:0:0": ("dram", 200_000, 2**32)})
+    meter = energy.Meter(zeus=lambda: zeus_monitor_over(root)).start()
+    assert meter.zeus is not None and meter.counters == []
+    set_energy(root, "intel-rapl:0", 3_000_000)
+    set_energy(root, "intel-rapl:0/intel-rapl:0:0", 700_000)
+    result = meter.stop()
+    assert (result.reader, result.source, result.detail) == ("zeus", "rapl", "package-0, dram-0")
+    assert result.joules == pytest.approx(2.5)
+    assert str(result).endswith("(rapl: package-0, dram-0, read by zeus)")
+
+
+@needs_zeus
+@pytest.mark.parametrize("indices", [dict(gpu_indices=[999]), dict(gpu_indices=[], cpu_indices=[999])],
+                         ids=["failing-to-start", "failing-to-begin"])
+def test_a_zeus_failure_at_the_start_warns_and_the_own_readers_measure(tmp_path, indices):
+    from zeus.monitor import ZeusMonitor
+
+    root = powercap_tree(tmp_path, {"intel-rapl:0": ("package-0", 1_000_000, 2**32)})
+    with pytest.warns(energy.EnergyWarning, match="zeus could not"):
+        meter = energy.Meter(root, nvml=False, zeus=lambda: ZeusMonitor(**indices)).start()
+    set_energy(root, "intel-rapl:0", 4_000_000)
+    result = meter.stop()
+    assert meter.zeus is None and meter.zeus_note.startswith("zeus failed: ")
+    assert (result.reader, result.source, result.joules) == ("llmasos", "rapl", pytest.approx(3.0))
+
+
+@needs_zeus
+def test_a_zeus_failure_at_the_end_warns_and_gives_the_estimate(tmp_path):
+    root = powercap_tree(tmp_path / "intel-rapl", {"intel-rapl:0": ("package-0", 1_000_000, 2**32)})
+    monitor = zeus_monitor_over(root)
+    meter = energy.Meter(zeus=lambda: monitor, warn=False).start()
+    monitor.reset_windows()                         # zeus' own API: the run's window is gone
+    with pytest.warns(energy.EnergyWarning, match="zeus could not finish measuring .* estimate"):
+        result = meter.stop()
+    assert result.source == "estimate" and result.reader == "llmasos" and "zeus failed: " in result.detail
+
+
+@needs_zeus
+def test_zeus_is_only_asked_for_the_systems_own_counters(tmp_path, monkeypatch):
+    monkeypatch.delenv("LLMASOS_ENERGY_ZEUS", raising=False)
+    system = energy.Meter(warn=False)
+    assert system.zeus is not None or system.zeus_note          # asked: it reads, or says why not
+    # a powercap folder or an NVML binding of the caller's is read by llmasos (zeus cannot be pointed there)
+    root = powercap_tree(tmp_path, {"intel-rapl:0": ("package-0", 1_000_000, 2**32)})
+    own = energy.Meter(root, nvml=False)
+    assert own.zeus is None and own.zeus_note == "" and len(own.counters) == 1
+    monkeypatch.setenv("LLMASOS_ENERGY_ZEUS", "0")
+    off = energy.Meter(warn=False)
+    assert off.zeus is None and off.zeus_note == ""
+    monkeypatch.setenv("LLMASOS_ENERGY_ZEUS", "maybe")
+    with pytest.raises(ValueError, match="LLMASOS_ENERGY_ZEUS must be 1/true .* or 0/false"):
+        energy.Meter()
+    with pytest.raises(ValueError, match="zeus must be True, False or a function"):
+        energy.Meter(zeus="yes")

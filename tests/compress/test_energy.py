@@ -47,5 +47,6 @@ def test_train_reports_energy_with_its_source(tmp_path, monkeypatch):
     history = model.train(x, y, epochs=2, progress=False, energy=True, callbacks=[Spend(counter)])
     # 1 J to the wrap at 1e9 uJ, 1.5 J after it, 2 J more
     assert history.energy.source == "rapl" and history.energy.joules == pytest.approx(4.5)
+    assert history.energy.reader == "llmasos"     # a powercap folder of its own: read by llmasos, not zeus
     with pytest.raises(TrainingError, match="energy=True measures this process"):
         model.train(x, y, epochs=1, nproc=2, energy=True)
