@@ -3,7 +3,7 @@ fine-tuning step of llmasos' Marian and Wav2Vec2 (torch) against transformers' o
 torch AdamW on the same batches.
 
     python benchmarks/bench_finetune.py                         # small configs, a few minutes on 2 cores
-    python benchmarks/bench_finetune.py --size base --repeats 3  # opus-mt-en-de / wav2vec2-base sizes
+    python benchmarks/bench_finetune.py --size base --repeats 3 --steps 1  # opus-mt-en-de (74M) / wav2vec2-base (94M)
 
 Padding: a GPT-2 (2 layers, 64 wide) trains one epoch as a causal LM on 96 texts of 4 to 160
 tokens (lengths drawn log-uniform, as real corpora are long-tailed), batch 16, three ways: every
@@ -15,7 +15,8 @@ Fine-tuning step: milliseconds per optimizer step (forward, CTC or cross-entropy
 AdamW), the median over ``--steps`` steps of ``--repeats`` rounds taken in turns; llmasos runs
 ``model.train`` over a dataset of those batches (its data pipeline included), transformers the
 usual loop (``model(**batch, labels=labels).loss.backward(); optimizer.step()``). Dropout is off in
-both so they compute the same thing; the ratio's target is <= 1.05.
+both so they compute the same thing (each prints both models' loss on the first batch before the
+timed steps, to show it), from the same random weights; the ratio's target is <= 1.05.
 """
 
 from __future__ import annotations
@@ -104,6 +105,18 @@ def _time_steps(steps, repeats: int, count: int) -> dict[str, list[float]]:
     return times
 
 
+def _same_loss(model, reference, dataset, batches, batch_size: int) -> str:
+    """Both models' loss on the first batch before any step (dropout off): they compute the same thing."""
+    import torch
+
+    x, labels = batches[0]
+    reference.eval()
+    with torch.inference_mode():
+        theirs = float(reference(**{k: torch.from_numpy(v) for k, v in x.items()}, labels=torch.from_numpy(labels)).loss)
+    ours = model.evaluate(_First(dataset, batch_size), batch_size=batch_size)["loss"]
+    return f"first-batch loss: llmasos {ours:.6f}, transformers {theirs:.6f} (difference {abs(ours - theirs):.1e})"
+
+
 def _reference_steps(model, batches: list[tuple[dict, np.ndarray]]):
     import torch
 
@@ -178,10 +191,12 @@ def bench_marian(folder: str, size: str, repeats: int, steps: int) -> None:
     dataset = Dataset(pairs, text="en", target_text="de", tokenizer=mt, mode="test")
     batches = list(dataset.batches(batch_size))
     reference = transformers.MarianMTModel.from_pretrained(path)
+    agreement = _same_loss(mt, reference, dataset, batches, batch_size)
     times = _time_steps({"transformers + torch AdamW": _reference_steps(reference, batches),
                          "llmasos torch (train)": _llmasos_steps(mt, dataset, batch_size)}, repeats, steps)
     _print_steps(f"Marian ({size}: d_model {options['d_model']}, {options['encoder_layers']}+"
-                 f"{options['decoder_layers']} layers, vocab {vocab}), batch {batch_size} x 16-32 tokens", times)
+                 f"{options['decoder_layers']} layers, vocab {vocab}, {_millions(reference)}M parameters), batch "
+                 f"{batch_size} x 16-32 tokens; {agreement}", times)
 
 
 def bench_wav2vec2(folder: str, size: str, repeats: int, steps: int) -> None:
@@ -218,10 +233,16 @@ def bench_wav2vec2(folder: str, size: str, repeats: int, steps: int) -> None:
     batches = list(dataset.batches(batch_size))
     reference = transformers.Wav2Vec2ForCTC.from_pretrained(path)
     reference.freeze_feature_encoder()
+    agreement = _same_loss(asr, reference, dataset, batches, batch_size)
     times = _time_steps({"transformers + torch AdamW": _reference_steps(reference, batches),
                          "llmasos torch (train)": _llmasos_steps(asr, dataset, batch_size)}, repeats, steps)
     _print_steps(f"Wav2Vec2 ({size}: hidden {config.hidden_size}, {config.num_hidden_layers} layers, conv "
-                 f"{config.conv_dim[0]}), batch {batch_size} x 1.5-2.5 s, feature extractor frozen", times)
+                 f"{config.conv_dim[0]}, {_millions(reference)}M parameters), batch {batch_size} x 1.5-2.5 s, feature "
+                 f"extractor frozen; {agreement}", times)
+
+
+def _millions(module) -> str:
+    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.1f}"
 
 
 def _print_steps(title: str, times: dict[str, list[float]]) -> None:
