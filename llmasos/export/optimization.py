@@ -86,7 +86,7 @@ def optimize(src: str | os.PathLike, dst: str | os.PathLike, level: str = "all",
         except SlowerError as exc:
             slower.append(f"{method} ({', '.join(f'{ratio:.2f}x' for ratio in exc.ratios.values())})")
     return derive(src, dst, f"none: slower after {' and '.join(slower)}", _copy, eval_data, check="fp32",
-                  source_timing=timing)
+                  source_timing=timing, unchanged=True)
 
 
 class _NothingFused(ExportError):

@@ -98,7 +98,8 @@ class SourceTiming:
 
 def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: Callable[[str, str], None],
            eval_data: "Dataset | None" = None, *, check: str, metadata: dict[str, Any] | None = None,
-           max_slowdown: float | None = None, source_timing: SourceTiming | None = None) -> OptimizationReport:
+           max_slowdown: float | None = None, source_timing: SourceTiming | None = None,
+           unchanged: bool = False) -> OptimizationReport:
     """Make ``dst`` from ``src`` with ``write(src, tmp)`` and report on it.
 
     ``src`` is checked first (a missing or non-ONNX file, or missing external data, is an
@@ -111,6 +112,8 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
     With ``max_slowdown`` (e.g. 1.05), a result whose latency exceeds the source's by more than
     that factor at any measured batch size is not written either: :class:`~llmasos.errors.SlowerError`.
     ``source_timing`` shares the source's latencies between calls: timed here if it holds none.
+    ``unchanged``: ``write`` copies the graph as it is, so its latencies are the source's (timing
+    the copy against figures taken earlier would report noise as a speed-up).
     """
     started = time.perf_counter()
     source = check_file(src)
@@ -123,7 +126,7 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
         check_onnx(tmp)
         verification = verify_derived(src, tmp, check)
         metric = compare(src, tmp, eval_data) if eval_data is not None else None
-        before, after = _timed(Path(src), tmp, source_timing or SourceTiming())
+        before, after = _timed(Path(src), tmp, source_timing or SourceTiming(), unchanged)
         ratios = {batch: after[batch] / before[batch] for batch in after}
         if max_slowdown is not None and max(ratios.values()) > max_slowdown:
             raise SlowerError(f"{method} made {os.fspath(src)} slower (" + ", ".join(
@@ -136,8 +139,14 @@ def derive(src: str | os.PathLike, dst: str | os.PathLike, method: str, write: C
                               seconds=time.perf_counter() - started, verification=verification)
 
 
-def _timed(src: Path, result: Path, timing: SourceTiming) -> tuple[dict[int, float], dict[int, float]]:
-    """The source's latencies (timed in turns with ``result`` unless ``timing`` has them) and the result's."""
+def _timed(src: Path, result: Path, timing: SourceTiming,
+           unchanged: bool = False) -> tuple[dict[int, float], dict[int, float]]:
+    """The source's latencies (timed in turns with ``result`` unless ``timing`` has them) and the
+    result's: the source's own when the result is an ``unchanged`` copy of it."""
+    if unchanged:
+        if timing.ms is None:
+            (timing.ms,) = _latencies(src)
+        return timing.ms, dict(timing.ms)
     if timing.ms is None:
         timing.ms, after = _latencies(src, result)
     else:
