@@ -73,13 +73,14 @@ def _serve(tmp_path, parts: dict[str, Model]):
     return Deployer(tmp_path / "repo", port=0, poll_s=0)
 
 
-def _folder(path, model, tokenizer_files: dict[str, str] | None = None, eos: bool = False):
-    """A Hugging Face folder of a random transformers ``model`` and its tokenizer: what a .h5
-    names as its source, so the loaded model has its tokenizer again."""
+def _folder(path, build, tokenizer_files: dict[str, str] | None = None, eos: bool = False):
+    """A Hugging Face folder of the random transformers model ``build()`` makes, and its tokenizer:
+    what a .h5 names as its source, so the loaded model has its tokenizer again. Seeded before the
+    model is built, so its weights do not depend on the tests that ran before."""
     import torch
 
     torch.manual_seed(0)
-    model.save_pretrained(path)
+    build().save_pretrained(path)
     if tokenizer_files is None:
         _tokenizer(eos).save(str(path / "tokenizer.json"))
     for name, text in (tokenizer_files or {}).items():
@@ -99,7 +100,7 @@ def test_a_fine_tuned_gpt2_generates_over_http_what_it_generates_in_process(tmp_
 
     config = transformers.GPT2Config(vocab_size=len(WORDS), n_positions=32, n_embd=32, n_layer=2, n_head=4,
                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=60, eos_token_id=62)
-    folder = _folder(tmp_path / "gpt2-folder", transformers.GPT2LMHeadModel(config))
+    folder = _folder(tmp_path / "gpt2-folder", lambda: transformers.GPT2LMHeadModel(config))
     gpt = zoo.load("gpt2", "torch", pretrained=folder)
     text = Dataset(["Hello w5 w17 w42 w8 w33"] * 4, text=0, tokenizer=gpt, task="causal-lm")
     gpt.train(text, Optimizer("AdamW", lr=1e-2), epochs=15, batch_size=4, seed=0)
@@ -123,7 +124,7 @@ def test_a_fine_tuned_marian_translates_over_http_what_it_translates_in_process(
         decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=32,
         scale_embedding=True, activation_function="swish", pad_token_id=size - 1, decoder_start_token_id=size - 1,
         eos_token_id=size - 2, forced_eos_token_id=None, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
-    mt = zoo.load("marian", "torch", pretrained=_folder(tmp_path / "marian-folder", transformers.MarianMTModel(config),
+    mt = zoo.load("marian", "torch", pretrained=_folder(tmp_path / "marian-folder", lambda: transformers.MarianMTModel(config),
                                                      eos=True))
     pairs = Dataset(pd.DataFrame({"en": ["w1 w2 w3"] * 4, "de": ["w40 w41 w42 w43"] * 4}), text="en",
                     target_text="de", tokenizer=mt)
@@ -166,7 +167,7 @@ def test_a_fine_tuned_wav2vec2_transcribes_over_http_what_it_transcribes_in_proc
         hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0, final_dropout=0.0,
         layerdrop=0.0, mask_time_prob=0.0, initializer_range=0.2)  # wide weights: CTC leaves its blank plateau sooner
     vocabulary = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate("EHLOTWD")}}
-    folder = _folder(tmp_path / "asr-folder", transformers.Wav2Vec2ForCTC(config),
+    folder = _folder(tmp_path / "asr-folder", lambda: transformers.Wav2Vec2ForCTC(config),
                      {"vocab.json": json.dumps(vocabulary)})
     asr = zoo.load("wav2vec2", "torch", pretrained=folder)
     _write_wav(tmp_path / "clip.wav", _clip(1600, 2))
