@@ -205,13 +205,19 @@ class FaceNet(Model):
     serve) with :meth:`embed`, :meth:`verify` and :meth:`identify`. ``threshold`` (default
     :data:`THRESHOLD`) is the largest embedding distance still called the same person."""
 
-    threshold: float = THRESHOLD
+    @property
+    def threshold(self) -> float:
+        """The largest embedding distance still called the same person (default :data:`THRESHOLD`);
+        kept in the model's metadata, so ``save``/``Model.load``, ``.to()`` and exports keep it too."""
+        return float(self.metadata.get("threshold", THRESHOLD))
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.metadata["threshold"] = _check_threshold(value)
 
     def _like(self, framework: str) -> "FaceNet":
-        other = type(self)(spec=ModelSpec.from_dict(self.spec.to_dict()), framework=framework,
-                           output_dim=self.output_dim, name=self.name)
-        other.threshold = self.threshold
-        return other
+        return type(self)(spec=ModelSpec.from_dict(self.spec.to_dict()), framework=framework,
+                          output_dim=self.output_dim, name=self.name)
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -211,6 +211,22 @@ def test_saved_face_model_comes_back_as_one(tiny, tmp_path):
     assert isinstance(again, facenet.FaceNet)
     faces = _faces(2, TINY, seed=2)
     np.testing.assert_array_equal(again.embed(faces), tiny.embed(faces))
+    assert again.threshold == facenet.THRESHOLD
+
+
+@pytest.mark.torch
+def test_a_chosen_threshold_is_kept_by_save_load_and_to(tiny, tmp_path):
+    tiny.save(tmp_path / "face.h5")
+    face = Model.load(tmp_path / "face.h5", framework="torch")
+    face.threshold = 0.25
+    face.save(tmp_path / "chosen.h5")
+    again = Model.load(tmp_path / "chosen.h5", framework="torch")
+    assert again.threshold == 0.25
+    a, b = _faces(2, TINY, seed=3)
+    assert again.verify(a, b) == face.verify(a, b, threshold=0.25)
+    assert face.to("tf").threshold == 0.25
+    with pytest.raises(DataError, match="threshold must be a non-negative number"):
+        face.threshold = -1.0
 
 
 # -- embed, verify, identify --------------------------------------------------------------------
