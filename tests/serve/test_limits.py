@@ -47,10 +47,13 @@ def test_health_answers_while_a_large_request_is_decoded(tmp_path):
     rows = 300_000  # 1.2 million numbers: seconds of JSON decoding, ~5 MB
     body = (b'{"inputs": [{"name": "x", "shape": [%d, 4], "datatype": "FP32", "data": [' % rows
             + b",".join([b"0.5"] * (rows * 4 - 1)) + b"]}]}")  # one number short: refused once decoded
-    with Deployer(path, port=0) as deployer:
+    with Deployer(path, port=0) as deployer, httpx.Client(base_url=deployer.url) as client:
+        # the client and its connection are made first: a cold client alone takes ~0.2 s, about
+        # as long as the decoding, and the big answer could come before the check is even sent
+        assert client.get("/v2/health/live").json() == {"live": True}
         big = _raw_post(deployer.url, "/v2/models/m/infer", body)  # returns once the body is sent
-        time.sleep(0.3)  # the server has read the body's last bytes: it is decoding now
-        assert httpx.get(f"{deployer.url}/v2/health/live").json() == {"live": True}
+        time.sleep(0.1)  # the server has read the body's last bytes: it is decoding now (~0.5 s here)
+        assert client.get("/v2/health/live").json() == {"live": True}
         # The server answers the big request as soon as it is decoded; had the decoding blocked
         # the event loop, that answer would have been written before the health check was read.
         assert select.select([big], [], [], 0)[0] == [], "the health check waited for the decoding"
