@@ -90,40 +90,31 @@ def bench_torch():
     x, y = data()
     ours = llmasos_epoch("torch", x, y)
 
-    module = torch.nn.Sequential(torch.nn.Linear(FEATURES, 128), torch.nn.ReLU(), torch.nn.Linear(128, CLASSES))
-    torch_opt = torch.optim.Adam(module.parameters(), lr=1e-3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     epoch = [0]
 
-    def raw():
-        epoch[0] += 1
-        order = torch.from_numpy(np.random.default_rng([0, epoch[0]]).permutation(ROWS))
-        module.train()
-        for start in range(0, ROWS, BATCH):
-            idx = order[start:start + BATCH]
-            loss = F.cross_entropy(module(xt[idx]), yt[idx])
-            torch_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch_opt.step()
+    def hand_loop(**adam: bool):
+        """An epoch of the seed MLP written directly in torch, with Adam built with ``adam``'s options."""
+        module = torch.nn.Sequential(torch.nn.Linear(FEATURES, 128), torch.nn.ReLU(), torch.nn.Linear(128, CLASSES))
+        optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, **adam)
 
-    t_ours, t_raw, ratios = alternate(ours, raw)
+        def run():
+            epoch[0] += 1
+            order = torch.from_numpy(np.random.default_rng([0, epoch[0]]).permutation(ROWS))
+            module.train()
+            for start in range(0, ROWS, BATCH):
+                idx = order[start:start + BATCH]
+                loss = F.cross_entropy(module(xt[idx]), yt[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+        return run
+
+    t_ours, t_raw, ratios = alternate(ours, hand_loop())
     rows = [("torch epoch: llmasos vs hand-written loop", t_ours, t_raw, 1.05, ratios)]
     # the same loop with the optimizer llmasos makes (torch's fused Adam): what the facade itself costs
-    fused_module = torch.nn.Sequential(torch.nn.Linear(FEATURES, 128), torch.nn.ReLU(), torch.nn.Linear(128, CLASSES))
-    fused_opt = torch.optim.Adam(fused_module.parameters(), lr=1e-3, fused=True)
-
-    def raw_fused():
-        epoch[0] += 1
-        order = torch.from_numpy(np.random.default_rng([0, epoch[0]]).permutation(ROWS))
-        fused_module.train()
-        for start in range(0, ROWS, BATCH):
-            idx = order[start:start + BATCH]
-            loss = F.cross_entropy(fused_module(xt[idx]), yt[idx])
-            fused_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            fused_opt.step()
-
-    t_ours, t_fused, ratios = alternate(ours, raw_fused)
+    t_ours, t_fused, ratios = alternate(ours, hand_loop(fused=True))
     rows.append(("torch epoch: llmasos vs hand loop, fused Adam", t_ours, t_fused, None, ratios))
     return rows
 
